@@ -1,0 +1,109 @@
+"""mkdocs hook: fills the generated parts of the algorithm pages from the source files.
+
+Directives, written in a page's markdown (the page `algorithms/<stem>.md` documents `algos/<stem>.py`):
+
+- `{{ code("name") }}`     the function or class `name` of this page's file, or the marker block
+                           `# == SHARED|ALGO|ENV: name ==` when no function has that name
+- `{{ code("name", "stem") }}`  the same from another file
+- `{{ args_table() }}`     the hyperparameter table, generated from the `Args` field docstrings
+- `{{ diff("parent") }}`   the unified diff `algos/<parent>.py` -> this page's file
+- `{{ source() }}`         the whole file, folded
+- `{{ summary_keys() }}`   nothing yet reserved; unknown directives fail the build
+
+Everything is read from the source at build time, so no page can go stale.
+"""
+
+import ast
+import difflib
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DIRECTIVE = re.compile(r"\{\{\s*(\w+)\((.*?)\)\s*\}\}")
+
+
+def algo_source(stem: str) -> str:
+    path = ROOT / "algos" / f"{stem}.py"
+    if not path.exists():
+        raise ValueError(f"docs refer to algos/{stem}.py, which does not exist")
+    return path.read_text()
+
+
+def code(stem: str, name: str) -> str:
+    source = algo_source(stem)
+    lines = source.splitlines()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            snippet = "\n".join(lines[start - 1 : node.end_lineno])
+            return f'```python title="algos/{stem}.py, lines {start}-{node.end_lineno}"\n{snippet}\n```'
+    for i, line in enumerate(lines):
+        if re.match(rf"\s*# == (SHARED|ALGO|ENV): {re.escape(name)} ==", line):
+            end = next(
+                (j for j in range(i + 1, len(lines)) if re.match(r"\s*# == (SHARED|ALGO|ENV): ", lines[j])),
+                len(lines),
+            )
+            body = "\n".join(lines[i:end]).rstrip()
+            return f'```python title="algos/{stem}.py, lines {i + 1}-{end}"\n{body}\n```'
+    raise ValueError(f"algos/{stem}.py has no function, class or marker block named {name!r}")
+
+
+def args_table(stem: str) -> str:
+    tree = ast.parse(algo_source(stem))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Args")
+    rows = ["| flag | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for i, node in enumerate(cls.body):
+        if not isinstance(node, ast.AnnAssign):
+            continue
+        doc = cls.body[i + 1].value.value if i + 1 < len(cls.body) else ""
+        default = ast.unparse(node.value) if node.value is not None else "required"
+        if node.target.id == "exp_name":
+            default = f"`{stem}`"
+        else:
+            default = f"`{default}`"
+        flag = "--" + node.target.id.replace("_", "-")
+        kind = ast.unparse(node.annotation)
+        meaning = " ".join(str(doc).split()).replace("|", "\\|")
+        rows.append(f"| `{flag}` | `{kind}` | {default} | {meaning} |")
+    return "\n".join(rows)
+
+
+def diff(stem: str, parent: str) -> str:
+    lines = difflib.unified_diff(
+        algo_source(parent).splitlines(),
+        algo_source(stem).splitlines(),
+        fromfile=f"algos/{parent}.py",
+        tofile=f"algos/{stem}.py",
+        lineterm="",
+        n=2,
+    )
+    body = "\n".join(lines)
+    return (
+        f'??? note "diff algos/{parent}.py algos/{stem}.py"\n\n    ```diff\n'
+        + "\n".join("    " + line for line in body.splitlines())
+        + "\n    ```"
+    )
+
+
+def source(stem: str) -> str:
+    body = "\n".join("    " + line for line in algo_source(stem).splitlines())
+    return f'??? example "the whole file: algos/{stem}.py"\n\n    ```python\n{body}\n    ```'
+
+
+def on_page_markdown(markdown, page, config, files):
+    stem = Path(page.file.src_path).stem
+
+    def expand(match):
+        name = match.group(1)
+        params = [p.strip().strip("\"'") for p in match.group(2).split(",") if p.strip()]
+        if name == "code":
+            return code(params[1] if len(params) > 1 else stem, params[0])
+        if name == "args_table":
+            return args_table(params[0] if params else stem)
+        if name == "diff":
+            return diff(stem, params[0])
+        if name == "source":
+            return source(params[0] if params else stem)
+        raise ValueError(f"{page.file.src_path}: unknown directive {name}")
+
+    return DIRECTIVE.sub(expand, markdown)

@@ -1,0 +1,56 @@
+"""Helpers every test file uses: load an algorithm file as a module and run it in-process."""
+
+import importlib.util
+import math
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ALGOS = sorted((ROOT / "algos").glob("*.py"))
+STEMS = [path.stem for path in ALGOS]
+TIME_KEYS = {"train_seconds", "steps_per_second", "run_dir"}
+SUMMARY_KEYS = {
+    "algo", "env_id", "seed", "total_steps", "num_updates", "train_seconds", "steps_per_second",
+    "eval_episodes", "eval_return_mean", "eval_return_std", "interrupted", "run_dir",
+}  # fmt: skip
+
+
+def load_algo(stem: str):
+    """Import algos/<stem>.py as a fresh module (the files are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"algo_{stem}", ROOT / "algos" / f"{stem}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def smoke_args(stem: str) -> list[str]:
+    """The tiny budget of tests/smoke/<stem>.args: enough for at least one update."""
+    path = ROOT / "tests" / "smoke" / f"{stem}.args"
+    assert path.exists(), f"{path} is missing: every algos/*.py needs a smoke budget"
+    return shlex.split(path.read_text())
+
+
+def run_algo(stem: str, argv: list[str], runs_dir) -> dict:
+    """Parse argv with the file's own tyro parser and call its main(); returns the summary."""
+    import tyro
+
+    module = load_algo(stem)
+    args = tyro.cli(module.Args, args=[*argv, "--runs-dir", str(runs_dir), "--no-progress"])
+    return module.main(args)
+
+
+def assert_summary(summary: dict) -> None:
+    missing = SUMMARY_KEYS - summary.keys()
+    assert not missing, f"summary lacks {missing}"
+    for key, value in summary.items():
+        if isinstance(value, float):
+            assert math.isfinite(value), f"{key} = {value}"
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    return tmp_path / "runs"
