@@ -8,14 +8,17 @@ Directives, written in a page's markdown (the page `algorithms/<stem>.md` docume
 - `{{ args_table() }}`     the hyperparameter table, generated from the `Args` field docstrings
 - `{{ diff("parent") }}`   the unified diff `algos/<parent>.py` -> this page's file
 - `{{ source() }}`         the whole file, folded
-- `{{ summary_keys() }}`   nothing yet reserved; unknown directives fail the build
+- `{{ results() }}`        per-seed results of this file from `benchmark/results/<stem>.json`
+                           (written by `benchmark/run.py`), the command that made them and the figure
 
 Everything is read from the source at build time, so no page can go stale.
 """
 
 import ast
 import difflib
+import json
 import re
+import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +93,49 @@ def source(stem: str) -> str:
     return f'??? example "the whole file: algos/{stem}.py"\n\n    ```python\n{body}\n    ```'
 
 
+def results(stem: str) -> str:
+    path = ROOT / "benchmark" / "results" / f"{stem}.json"
+    if not path.exists():
+        return f"*Not benchmarked yet: `python benchmark/run.py --algos {stem}` fills this section.*"
+    data = json.loads(path.read_text())
+    records = [r for r in data["records"] if "summary" in r]
+    extra = [
+        k
+        for k in ("regret", "success_rate", "planning_ms_per_action")
+        if records and k in records[0]["summary"]
+    ]
+    head = (
+        "| seed | eval return | "
+        + "".join(f"{k} | " for k in extra)
+        + "steps to thr. | s to thr. | steps/s |"
+    )
+    rows = [head, "|" + " --- |" * (5 + len(extra))]
+    for r in records:
+        s = r["summary"]
+        cells = [str(r["seed"]), f"{s['eval_return_mean']:.2f}", *(f"{s[k]:.3g}" for k in extra)]
+        cells += [
+            str(r["steps_to_threshold"] or "–"),
+            str(r["seconds_to_threshold"] or "–"),
+            f"{s['steps_per_second']:.0f}",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    evals = sorted(r["summary"]["eval_return_mean"] for r in records)
+    text = [
+        f"Made by `{data['invocation']}` on {data['date']} ({data['machine']}); each run:",
+        "",
+        f"    {records[0]['command'] if records else ''}",
+        "",
+        f"Median eval return {statistics.median(evals):.2f}, worst {evals[0]:.2f}, over {len(evals)} seeds.",
+        "",
+        *rows,
+    ]
+    if (ROOT / "docs" / "figures" / f"bench_{stem}.png").exists():
+        text += ["", f"![learning curves of {stem}](../figures/bench_{stem}.png)"]
+    if (ROOT / "docs" / "figures" / f"{stem}.gif").exists():
+        text += ["", f"![{stem} after training](../figures/{stem}.gif)"]
+    return "\n".join(text)
+
+
 def on_page_markdown(markdown, page, config, files):
     stem = Path(page.file.src_path).stem
 
@@ -102,6 +148,8 @@ def on_page_markdown(markdown, page, config, files):
             return args_table(params[0] if params else stem)
         if name == "diff":
             return diff(stem, params[0])
+        if name == "results":
+            return results(params[0] if params else stem)
         if name == "source":
             return source(params[0] if params else stem)
         raise ValueError(f"{page.file.src_path}: unknown directive {name}")
