@@ -52,7 +52,7 @@ class Args:
     """parent folder of the run directories"""
     progress: bool = True
     """show a progress bar on a terminal (`--no-progress` silences it)"""
-    # == ENV: frozen_lake ==
+    # == ENV: frozen_lake_args ==
     env_id: str = "FrozenLake-v1"
     """gymnasium id; only FrozenLake-v1 (reward 1 on reaching the goal G, 0 otherwise; holes H end the episode)"""
     map_name: str = "4x4"
@@ -65,11 +65,11 @@ class Args:
     """greedy episodes in the real environment after planning; `success_rate` is the fraction reaching G"""
     # == SHARED: dp_args ==
     gamma: float = 0.99
-    """gamma, discount per env step in [0, 1]; sets how far ahead the plan looks (1 - gamma ~ 1 / horizon)"""
+    """gamma, discount per env step in [0, 1]; 1 / (1 - gamma) is roughly the horizon, in steps, the plan cares about"""
     theta: float = 1e-12
-    """theta > 0, a sweep whose largest value change |V_new(s) - V(s)| is below theta has converged"""
+    """theta > 0: a sweep whose largest value change |V_new(s) - V(s)| is below theta ends an evaluation (VI: the plan)"""
     max_iterations: int = 100_000
-    """most outer iterations (policy iteration: improvements, value iteration: sweeps); 0 only evaluates"""
+    """most outer iterations (policy iteration: improvements, value iteration: sweeps); 0 only evaluates the policy"""
     tie_tolerance: float = 1e-8
     """actions whose Q(s, a) lie within this of the best are tied; ties go to the lowest action index"""
     # == ALGO: value_iteration ==
