@@ -71,8 +71,8 @@ class Args:
     tie_tolerance: float = 1e-8
     """actions whose Q(s, a) lie within this of the best are tied; ties go to the lowest action index"""
     # == ALGO: policy_iteration ==
-    max_evaluation_sweeps: int = 100_000
-    """most sweeps of one policy evaluation (a policy that never reaches the goal has no finite V at gamma = 1)"""
+    max_evaluation_sweeps: int = 10_000
+    """most sweeps of one evaluation; one cut short goes on in the next iteration (at gamma = 1 a policy that never arrives has V = -inf)"""
 
 
 # == SHARED: run_helpers ==
@@ -225,7 +225,7 @@ def check_algo_args(args: Args) -> None:
 def policy_evaluation(
     P: np.ndarray, R: np.ndarray, terminal: np.ndarray, policy: np.ndarray, V: np.ndarray, gamma: float,
     theta: float, max_sweeps: int,
-) -> tuple[np.ndarray, int]:  # fmt: skip
+) -> tuple[np.ndarray, int, bool]:  # fmt: skip
     """Iterative policy evaluation (S&B eq. 4.5): V(s) <- r(s, pi(s)) + gamma sum_s' p(s'|s, pi(s)) V(s')."""
     states = np.arange(len(policy))
     P_pi, R_pi = P[states, policy], R[states, policy]  # [S, A, S'] -> [S, S'], [S, A] -> [S]
@@ -233,7 +233,7 @@ def policy_evaluation(
     while delta >= theta and sweeps < max_sweeps:
         V_new = np.where(terminal, 0.0, R_pi + gamma * P_pi @ np.where(terminal, 0.0, V))  # [S]
         delta, V, sweeps = np.abs(V_new - V).max(), V_new, sweeps + 1
-    return V, sweeps
+    return V, sweeps, bool(delta < theta)  # False: cut short by max_sweeps
 
 
 def policy_improvement(
@@ -247,11 +247,11 @@ def dp_iteration(
     P: np.ndarray, R: np.ndarray, terminal: np.ndarray, V: np.ndarray, policy: np.ndarray, args: Args
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """One policy-iteration step: evaluate pi, improve it; converged once the policy is stable."""
-    V, sweeps = policy_evaluation(
+    V, sweeps, evaluated = policy_evaluation(
         P, R, terminal, policy, V, args.gamma, args.theta, args.max_evaluation_sweeps
-    )
+    )  # an evaluation cut short cannot certify a stable policy: the next iteration goes on with it
     new_policy = policy_improvement(P, R, terminal, V, args.gamma, args.tie_tolerance)
-    return V, new_policy, sweeps + 1, bool(np.array_equal(new_policy, policy))
+    return V, new_policy, sweeps + 1, bool(evaluated and np.array_equal(new_policy, policy))
 
 
 # == SHARED: dp_main ==

@@ -90,10 +90,25 @@ def test_action_values_match_a_loop_over_env_P(stem, argv):
 def test_policy_evaluation_solves_the_linear_system():
     module, args, env, P, R, terminal = tables("frozenlake_policy_iteration")
     policy = np.random.default_rng(0).integers(4, size=16)
-    V, sweeps = module.policy_evaluation(P, R, terminal, policy, np.zeros(16), 0.9, 1e-13, 100_000)
+    V, sweeps, converged = module.policy_evaluation(P, R, terminal, policy, np.zeros(16), 0.9, 1e-13, 100_000)
     P_pi, R_pi = P[np.arange(16), policy] * ~terminal, R[np.arange(16), policy]  # V = 0 beyond a termination
     exact = np.linalg.solve(np.eye(16) - 0.9 * P_pi, R_pi)
-    assert np.allclose(np.where(terminal, 0.0, V), np.where(terminal, 0.0, exact), atol=1e-10) and sweeps > 1
+    assert np.allclose(np.where(terminal, 0.0, V), np.where(terminal, 0.0, exact), atol=1e-10)
+    assert converged and sweeps > 1
+    _, capped_sweeps, capped_converged = module.policy_evaluation(
+        P, R, terminal, policy, np.zeros(16), 0.9, 1e-13, 5
+    )
+    assert capped_sweeps == 5 and not capped_converged
+
+
+@pytest.mark.parametrize("cap", ["1", "3"])
+def test_policy_iteration_with_capped_evaluations_still_reaches_v_star(cap):
+    """Evaluations cut short (modified policy iteration) never declare a policy stable too early."""
+    V_vi, policy_vi, _ = solve("frozenlake_value_iteration", ("--map-name", "8x8"))
+    V_pi, policy_pi, _ = solve(
+        "frozenlake_policy_iteration", ("--map-name", "8x8", "--max-evaluation-sweeps", cap)
+    )
+    assert np.allclose(V_pi, V_vi, rtol=0, atol=1e-9) and np.array_equal(policy_pi, policy_vi)
 
 
 def test_greedy_policy_breaks_near_ties_to_the_lowest_action():
