@@ -56,8 +56,7 @@ class Args:
     env_id: str = "CliffWalking-v1"
     """gymnasium id; a CliffWalking variant (discrete states, deterministic moves, a fall costs -100 and returns to the start)"""
     max_episode_steps: int = 200
-    """TimeLimit in env steps per episode, training and evaluation; a truncated step still bootstraps (only the
-    goal terminates), and a greedy policy that loops scores -max_episode_steps in evaluation"""
+    """TimeLimit in env steps per episode, training and evaluation; a truncated step still bootstraps (only the goal terminates), and a greedy policy that loops scores -max_episode_steps in evaluation"""
     total_steps: int = 50000
     """real environment steps of training (Dyna-Q's planning updates are not counted here)"""
     eval_episodes: int = 5
@@ -66,13 +65,11 @@ class Args:
     """the summary's `steps_to_target` counts env steps until the greedy path first returns at least this (-13: the optimal path)"""
     # == SHARED: td_args ==
     alpha: float = 0.1
-    """alpha, constant step size of every update Q(s, a) += alpha * (target - Q(s, a)), in (0, 1]; the book's 0.5
-    can leave SARSA's greedy policy looping at the end of a run, 0.1 keeps it stable"""
+    """alpha, constant step size of every update Q(s, a) += alpha * (target - Q(s, a)), in (0, 1]; the book's 0.5 can leave SARSA's greedy policy looping at the end of a run, 0.1 keeps it stable"""
     gamma: float = 1.0
     """gamma, discount per env step; 1 (undiscounted) as in Sutton & Barto's cliff example"""
     epsilon: float = 0.1
-    """epsilon, probability that the behaviour policy takes a uniformly random action, fixed for the whole run;
-    SARSA's path keeps further from the cliff the larger it is, Q-learning's greedy path ignores it"""
+    """epsilon, probability that the behaviour policy takes a uniformly random action, fixed for the whole run; SARSA's path keeps further from the cliff the larger it is, Q-learning's greedy path ignores it"""
     # == ALGO: algo_args ==
 
 
