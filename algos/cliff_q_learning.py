@@ -278,6 +278,7 @@ def main(args: Args) -> dict:
             obs, action = next_obs, next_action
     except KeyboardInterrupt:
         interrupted = True
+    progress.update(global_step - progress.n)
     progress.close()
     train_seconds = time.time() - start_time
     eval_env = make_env(args.env_id, args.max_episode_steps, "rgb_array" if args.capture_video else None)

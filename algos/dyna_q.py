@@ -195,7 +195,13 @@ def bootstrap_value(q: np.ndarray, next_obs: int, next_action: int) -> float:
 
 
 def q_planning(
-    q: np.ndarray, model: np.ndarray, known: np.ndarray, planning_steps: int, alpha: float, gamma: float, rng
+    q: np.ndarray,
+    model: np.ndarray,
+    known: np.ndarray,
+    planning_steps: int,
+    alpha: float,
+    gamma: float,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Dyna-Q step (f): `planning_steps` Q-learning updates on remembered pairs (s, a) drawn uniformly,
     their (r, s', terminated) replayed from the model. Updates q [S, A] in place and returns it."""
@@ -302,6 +308,7 @@ def main(args: Args) -> dict:
             obs, action = next_obs, next_action
     except KeyboardInterrupt:
         interrupted = True
+    progress.update(global_step - progress.n)
     progress.close()
     train_seconds = time.time() - start_time
     eval_env = make_env(args.env_id, args.max_episode_steps, "rgb_array" if args.capture_video else None)
