@@ -1,0 +1,400 @@
+"""PETS-style model predictive control on Pendulum-v1: plan with a learned probabilistic ensemble.
+
+An ensemble of Gaussian networks over the state change (and the reward unless `--known-reward`) is fit
+by NLL to every transition so far. Before every action the cross-entropy method searches H-step action
+sequences, scored by particles propagated through random members (TS1 or TS-inf); the first is executed.
+Paper: Chua et al. 2018 (PETS), https://arxiv.org/abs/1805.12114
+Run:  python algos/mpc_pendulum.py --total-steps 2000
+Docs: docs/algorithms/mpc_pendulum.md   Parent: none (stands alone)
+Shapes: K members, M rows each, N sequences, P particles each, H horizon, E elites, O obs, A act, I=O+A, D out.
+"""
+
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Literal, NoReturn, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+
+@dataclass
+class Args:
+    # == SHARED: common_args ==
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of the experiment (run directory and W&B run name)"""
+    seed: int = 1
+    """seeds python, numpy, torch, the environments and their action spaces"""
+    torch_deterministic: bool = True
+    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
+    cuda: bool = True
+    """use a GPU when one is present; the CPU otherwise, silently"""
+    track: bool = False
+    """log to Weights & Biases (works offline with `WANDB_MODE=offline`)"""
+    wandb_project_name: str = "rl-algos"
+    """W&B project"""
+    wandb_entity: Optional[str] = None
+    """W&B entity (team); None is your default entity"""
+    capture_video: bool = False
+    """record the evaluation episodes to `<run dir>/videos/`"""
+    save_model: bool = False
+    """save the learned parameters to `<run dir>/model.pt` (`model.npz` for tables)"""
+    load_model: Optional[str] = None
+    """start from saved parameters; with `--total-steps 0` it only evaluates"""
+    runs_dir: str = "runs"
+    """parent folder of the run directories"""
+    progress: bool = True
+    """show a progress bar on a terminal (`--no-progress` silences it)"""
+    # == ENV: pendulum ==
+    env_id: str = "Pendulum-v1"
+    """gymnasium id of a task with a continuous (Box) action space; `--known-reward` needs Pendulum-v1"""
+    max_episode_steps: int = 200
+    """time limit of an episode (truncation), in env steps; Pendulum's own is 200"""
+    total_steps: int = 2000
+    """real environment steps of training (the sample budget), random episodes included"""
+    eval_episodes: int = 5
+    """episodes of the final evaluation (planning with the learned model), on fresh seeded envs"""
+    torch_threads: int = 1
+    """torch intra-op threads; the planner's small batched matmuls run fastest on one"""
+    # == ALGO: mpc_pendulum ==
+    random_episodes: int = 1
+    """episodes of uniformly random actions before planning starts; their data seeds the model"""
+    known_reward: bool = True
+    """score plans with Pendulum's true reward r(s, a); `--no-known-reward` makes the ensemble predict it"""
+    ensemble_size: int = 5
+    """K, networks in the ensemble, each trained on its own bootstrap resample of the data"""
+    hidden_dim: int = 64
+    """units in each hidden layer of every ensemble member"""
+    num_layers: int = 3
+    """hidden layers (SiLU) of every ensemble member"""
+    learning_rate: float = 1e-3
+    """Adam step size of the ensemble"""
+    weight_decay: float = 1e-4
+    """L2 weight decay of the ensemble (Adam's coupled decay); guards the model against overfitting"""
+    batch_size: int = 64
+    """transitions per member in one gradient step of the model fit"""
+    model_epochs: int = 25
+    """passes over (each member's bootstrap of) all data at every refit, i.e. after every episode"""
+    max_log_var: float = 0.5
+    """initial upper bound of the predicted log-variance (normalised units); learned, softly applied"""
+    min_log_var: float = -10.0
+    """initial lower bound of the predicted log-variance (normalised units); learned, softly applied"""
+    log_var_bound_coef: float = 0.01
+    """weight of the loss term sum(max_log_var) - sum(min_log_var) that keeps the bounds tight"""
+    horizon: int = 25
+    """H, actions in a planned sequence (env steps looked ahead)"""
+    population_size: int = 100
+    """N, action sequences sampled in each CEM iteration"""
+    num_elites: int = 10
+    """E, best sequences whose mean and std become the next CEM sampling distribution"""
+    cem_iterations: int = 5
+    """CEM refinements per action (each scores N sequences over H model steps)"""
+    cem_alpha: float = 0.1
+    """weight of the old mean/std when moving to the elites' (0: jump to the elites' statistics)"""
+    cem_init_std: float = 0.5
+    """initial CEM std of every action, as a fraction of the action range (high - low)"""
+    num_particles: int = 5
+    """P, model rollouts per candidate sequence; a multiple of K, P/K particles per member"""
+    propagation: Literal["ts1", "ts_inf"] = "ts_inf"
+    """trajectory sampling: ts_inf keeps a particle on one member, ts1 reassigns members every step"""
+
+
+# == SHARED: run_helpers ==
+def fail(message: str) -> NoReturn:
+    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
+    raise SystemExit(f"error: {message}")
+
+
+def seed_everything(seed: int, torch_deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
+
+
+def start_run(args, env_id: str) -> tuple[str, SummaryWriter]:
+    """Create the run directory, the TensorBoard writer and (with --track) the W&B run."""
+    run_dir = os.path.join(args.runs_dir, f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    suffix = 0
+    while os.path.exists(run_dir + (f"-{suffix}" if suffix else "")):
+        suffix += 1
+    run_dir += f"-{suffix}" if suffix else ""
+    os.makedirs(run_dir)
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=asdict(args),
+            name=os.path.basename(run_dir),
+            dir=run_dir,
+            save_code=True,
+        )
+    with open(os.path.join(run_dir, "args.json"), "w") as f:
+        json.dump(asdict(args), f, indent=2)
+    writer = SummaryWriter(run_dir)
+    table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return run_dir, writer
+
+
+def finish_run(summary: dict, writer: SummaryWriter, track: bool) -> dict:
+    """Close the loggers, write `summary.json` and print it as the last line of stdout."""
+    writer.close()
+    with open(os.path.join(summary["run_dir"], "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    if track:
+        import wandb
+
+        wandb.finish()
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+# == ALGO: mpc_pendulum ==
+def check_args(args: Args) -> None:
+    """Reject values the run cannot use, before anything is written."""
+    try:
+        spec = gym.spec(args.env_id)
+    except Exception:
+        fail(f"unknown --env-id {args.env_id!r}")
+    if args.known_reward and spec.id != "Pendulum-v1":
+        fail(f"--known-reward is Pendulum-v1's reward, got --env-id {args.env_id}; add --no-known-reward")
+    for name, value in asdict(args).items():  # every count is >= 1, the seed and the budgets >= 0
+        least = 0 if name in ("seed", "total_steps", "random_episodes") else 1
+        if type(value) is int and value < least:
+            fail(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
+    if min(args.weight_decay, args.log_var_bound_coef) < 0 or min(args.learning_rate, args.cem_init_std) <= 0:
+        fail("--weight-decay and --log-var-bound-coef must be >= 0, --learning-rate and --cem-init-std > 0")
+    if not args.min_log_var < args.max_log_var:
+        fail(f"--min-log-var must be < --max-log-var, got {args.min_log_var}, {args.max_log_var}")
+    if args.num_elites > args.population_size or args.num_particles % args.ensemble_size:
+        fail("--num-elites must be <= --population-size, --num-particles a multiple of --ensemble-size")
+    if not 0.0 <= args.cem_alpha < 1.0:
+        fail(f"--cem-alpha must be in [0, 1), got {args.cem_alpha}")
+
+
+def make_env(env_id: str, max_episode_steps: int, capture_video: bool = False, run_dir: str = "") -> gym.Env:
+    render_mode = "rgb_array" if capture_video else None
+    env = gym.make(env_id, max_episode_steps=max_episode_steps, render_mode=render_mode)
+    if capture_video:  # every evaluation episode
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", lambda e: True, disable_logger=True)
+    return gym.wrappers.RecordEpisodeStatistics(env)
+
+
+class ProbabilisticEnsemble(nn.Module):
+    """K Gaussian MLPs as batched matmuls: raw (s, a) in, normalised mean and bounded log-variance out."""
+
+    def __init__(self, in_dim: int, out_dim: int, args: Args):
+        super().__init__()
+        dims, k = [in_dim] + [args.hidden_dim] * args.num_layers + [2 * out_dim], args.ensemble_size
+        init = lambda i, o: torch.empty(k, i, o).uniform_(-(i**-0.5), i**-0.5)  # noqa: E731  nn.Linear's
+        self.weights = nn.ParameterList(nn.Parameter(init(i, o)) for i, o in zip(dims[:-1], dims[1:]))
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(k, 1, o)) for o in dims[1:])
+        self.max_log_var = nn.Parameter(torch.full((out_dim,), args.max_log_var))
+        self.min_log_var = nn.Parameter(torch.full((out_dim,), args.min_log_var))
+        self.register_buffer("in_mean", torch.zeros(in_dim))  # normalisation statistics, set by fit_model
+        self.register_buffer("in_std", torch.ones(in_dim))
+        self.register_buffer("out_mean", torch.zeros(out_dim))
+        self.register_buffer("out_std", torch.ones(out_dim))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = (x - self.in_mean) / self.in_std  # [K, M, I]
+        for layer in range(len(self.weights)):
+            h = torch.baddbmm(self.biases[layer], h, self.weights[layer])  # [K, M, in] -> [K, M, out]
+            h = F.silu(h) if layer < len(self.weights) - 1 else h  # no activation on the output layer
+        mean, raw_log_var = h.chunk(2, dim=-1)  # [K, M, 2D] -> 2 x [K, M, D]
+        log_var = self.max_log_var - F.softplus(self.max_log_var - raw_log_var)  # soft upper bound (PETS)
+        log_var = self.min_log_var + F.softplus(log_var - self.min_log_var)  # soft lower bound
+        return mean, log_var
+
+
+def gaussian_nll(mean: torch.Tensor, log_var: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-log N(target; mean, exp(log_var)) up to a constant: summed over D and K, averaged over M."""
+    return (((mean - target) ** 2) * torch.exp(-log_var) + log_var).sum(-1).mean(-1).sum()  # [K, M, D] -> []
+
+
+def fit_model(model, optimizer, inputs: torch.Tensor, targets: torch.Tensor, args: Args) -> tuple[float, int]:
+    """Refit on all data: new normalisation statistics, one bootstrap per member, `model_epochs` passes."""
+    for data, mean, std in ((inputs, model.in_mean, model.in_std), (targets, model.out_mean, model.out_std)):
+        mean.copy_(data.mean(0))  # [I] or [D]
+        std.copy_(data.std(0).clamp_min(1e-6))  # clamp: a constant column must not divide by 0
+    normalised = (targets - model.out_mean) / model.out_std  # [T, D]
+    n, k = len(inputs), args.ensemble_size
+    bootstrap = torch.randint(n, (k, n))  # [K, T] each member's resample, with replacement
+    for _ in range(args.model_epochs):
+        order = bootstrap.gather(1, torch.rand(k, n).argsort(1))  # [K, T] shuffled per member
+        for start in range(0, n, args.batch_size):
+            idx = order[:, start : start + args.batch_size]  # [K, B]
+            mean, log_var = model(inputs[idx])  # [K, B, I] -> 2 x [K, B, D]
+            loss = gaussian_nll(mean, log_var, normalised[idx])
+            loss = loss + args.log_var_bound_coef * (model.max_log_var.sum() - model.min_log_var.sum())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return loss.item(), args.model_epochs * -(-n // args.batch_size)  # loss of the last batch, gradient steps
+
+
+def pendulum_reward(obs: torch.Tensor, action: torch.Tensor, max_torque: float) -> torch.Tensor:
+    """Pendulum-v1's reward -(theta^2 + 0.1 theta_dot^2 + 0.001 u^2), from obs (cos, sin, theta_dot)."""
+    theta = torch.atan2(obs[..., 1], obs[..., 0])  # [M] in [-pi, pi], as angle_normalize
+    u = action[..., 0].clamp(-max_torque, max_torque)  # [M]
+    return -(theta**2 + 0.1 * obs[..., 2] ** 2 + 0.001 * u**2)  # [M]
+
+
+def predicted_returns(model, obs: torch.Tensor, actions: torch.Tensor, max_torque: float, args, generator):
+    """Mean over P particles of the summed predicted rewards of each candidate sequence (PETS, eq. 4)."""
+    n, horizon, a = actions.shape  # [N, H, A]
+    k, m, o = args.ensemble_size, args.num_particles // args.ensemble_size, obs.shape[-1]
+    # particles live as [K, M = N*P/K]: row (j, i*P/K + l) is particle j*P/K + l of candidate i, on member j
+    acts = actions.transpose(0, 1)[:, None, :, None].expand(horizon, k, n, m, a).reshape(horizon, k, n * m, a)
+    noise = torch.randn((horizon, k, n * m, model.out_mean.shape[0]), generator=generator)  # [H, K, M, D]
+    state, states, rewards = obs.expand(k, n * m, o), [], []  # [K, M, O]
+    for t in range(horizon):
+        if args.propagation == "ts1":  # every particle draws a new member: shuffle a candidate's P particles
+            grouped = state.view(k, n, m, o).transpose(0, 1).reshape(n, k * m, o)  # [N, P, O]
+            perm = torch.rand((n, k * m), generator=generator).argsort(1)[..., None].expand(n, k * m, o)
+            state = grouped.gather(1, perm).view(n, k, m, o).transpose(0, 1).reshape(k, n * m, o)
+        mean, log_var = model(torch.cat([state, acts[t]], -1))  # [K, M, I] -> 2 x [K, M, D]
+        sample = (mean + torch.exp(0.5 * log_var) * noise[t]) * model.out_std + model.out_mean  # [K, M, D]
+        states.append(state)
+        rewards.append(sample[..., o:])  # [K, M, 1] the model's reward, [K, M, 0] with known_reward
+        state = state + sample[..., :o]  # [K, M, O], s_{t+1} = s_t + delta
+    if args.known_reward:  # r(s_t, a_t) for all t at once: fewer small ops in the loop
+        returns = pendulum_reward(torch.stack(states), acts, max_torque).sum(0)  # [H, K, M] -> [K, M]
+    else:
+        returns = torch.stack(rewards).sum((0, 3))  # [H, K, M, 1] -> [K, M]
+    return returns.view(k, n, m).mean((0, 2))  # [K, M] -> [N]
+
+
+def cem_optimize(score_fn, mean: torch.Tensor, low: torch.Tensor, high: torch.Tensor, args: Args, generator):
+    """Cross-entropy method: sample N sequences around mean, refit mean/std to the E best; returns mean."""
+    std = torch.ones_like(mean) * args.cem_init_std * (high - low)  # [H, A]
+    for _ in range(args.cem_iterations):
+        noise = torch.randn((args.population_size, *mean.shape), generator=generator)  # [N, H, A]
+        candidates = (mean + std * noise).clamp(low, high)  # [N, H, A]; DEVIATION: clipped, PETS truncates
+        elites = candidates[score_fn(candidates).topk(args.num_elites).indices]  # [E, H, A]
+        mean = args.cem_alpha * mean + (1 - args.cem_alpha) * elites.mean(0)  # [H, A]
+        std = args.cem_alpha * std + (1 - args.cem_alpha) * elites.std(0, correction=0)  # [H, A]
+    return mean
+
+
+@torch.inference_mode()
+def plan_action(model, obs: np.ndarray, plan: torch.Tensor, low, high, args: Args, generator):
+    """One MPC step: CEM from the warm-start plan; returns the first action and the shifted plan."""
+    obs_t = torch.as_tensor(obs, dtype=torch.float32)  # [O]
+    score = lambda a: predicted_returns(model, obs_t, a, high[0].item(), args, generator)  # noqa: E731
+    plan = cem_optimize(score, plan, low, high, args, generator)  # [H, A]
+    return plan[0].numpy(), torch.cat([plan[1:], ((low + high) / 2)[None]])  # [A], [H, A] shifted by one
+
+
+def evaluate(model, args: Args, run_dir: str, low: torch.Tensor, high: torch.Tensor) -> np.ndarray:
+    """Plan with the learned model on fresh envs seeded from args.seed; returns the episode returns."""
+    env = make_env(args.env_id, args.max_episode_steps, args.capture_video, run_dir)
+    generator = torch.Generator().manual_seed(args.seed)  # the planner's samples: eval depends on seed only
+    returns = []
+    for episode in range(args.eval_episodes):
+        obs, info = env.reset(seed=args.seed + episode)
+        plan = ((low + high) / 2).expand(args.horizon, -1)  # [H, A]
+        while "episode" not in info:  # RecordEpisodeStatistics adds it at the episode's end
+            action, plan = plan_action(model, obs, plan, low, high, args, generator)
+            obs, _, _, _, info = env.step(action)
+        returns.append(info["episode"]["r"])
+    env.close()  # RecordVideo writes the last video on close
+    return np.array(returns, dtype=np.float64)
+
+
+def main(args: Args) -> dict:
+    check_args(args)
+    seed_everything(args.seed, args.torch_deterministic)
+    torch.set_num_threads(args.torch_threads)
+    env = make_env(args.env_id, args.max_episode_steps)
+    env.action_space.seed(args.seed)
+    if not isinstance(env.action_space, gym.spaces.Box):
+        fail(f"--env-id {args.env_id} has no continuous (Box) action space")
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    low, high = torch.as_tensor(env.action_space.low), torch.as_tensor(env.action_space.high)  # [A]
+    out_dim = obs_dim + (0 if args.known_reward else 1)
+    model = ProbabilisticEnsemble(obs_dim + act_dim, out_dim, args)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    if args.load_model:
+        try:
+            model.load_state_dict(torch.load(args.load_model, map_location="cpu", weights_only=True))
+        except Exception as error:  # missing, not a state_dict, other shapes
+            fail(f"cannot load --load-model {args.load_model!r}: {str(error).splitlines()[0]}")
+    inputs = torch.zeros(args.total_steps, obs_dim + act_dim)  # [T, I] (s, a) of every real transition
+    targets = torch.zeros(args.total_steps, obs_dim + 1)  # [T, O + 1] (s' - s, r); the model fits D of them
+    run_dir, writer = start_run(args, args.env_id)
+    progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
+    interrupted, start_time, global_step = False, time.time(), 0
+    generator = torch.Generator().manual_seed(args.seed)  # the planner's samples during training
+    episode, num_updates, planning_seconds, planned = 0, 0, 0.0, 0
+    obs, _ = env.reset(seed=args.seed)
+    plan = ((low + high) / 2).expand(args.horizon, -1)  # [H, A] CEM mean, warm-started between steps
+    try:
+        while global_step < args.total_steps:
+            if episode < args.random_episodes:
+                action = env.action_space.sample()
+            else:
+                tic = time.perf_counter()
+                action, plan = plan_action(model, obs, plan, low, high, args, generator)
+                planning_seconds, planned = planning_seconds + time.perf_counter() - tic, planned + 1
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            inputs[global_step] = torch.as_tensor(np.concatenate([obs, action]))
+            # the true s' also at truncation: never the next episode's first obs
+            targets[global_step] = torch.as_tensor(np.append(next_obs - obs, reward))
+            global_step += 1
+            progress.update(1)
+            obs = next_obs
+            if terminated or truncated:  # refit on everything so far, then a fresh episode
+                writer.add_scalar("charts/episodic_return", info["episode"]["r"], global_step)
+                writer.add_scalar("charts/episodic_length", info["episode"]["l"], global_step)
+                progress.set_postfix(ret=f"{float(info['episode']['r']):.1f}")
+                loss, steps = fit_model(
+                    model, optimizer, inputs[:global_step], targets[:global_step, :out_dim], args
+                )
+                if not np.isfinite(loss):
+                    fail(f"model loss is {loss} at step {global_step}")
+                num_updates, episode = num_updates + steps, episode + 1
+                writer.add_scalar("losses/model_nll", loss, global_step)
+                writer.add_scalar("charts/SPS", global_step / (time.time() - start_time), global_step)
+                obs, _ = env.reset()
+                plan = ((low + high) / 2).expand(args.horizon, -1)
+    except KeyboardInterrupt:
+        interrupted = True
+    progress.close()
+    train_seconds = time.time() - start_time
+    returns = evaluate(model, args, run_dir, low, high)
+    if args.save_model:
+        torch.save(model.state_dict(), os.path.join(run_dir, "model.pt"))
+    summary = {
+        "algo": os.path.basename(__file__)[: -len(".py")],
+        "env_id": args.env_id,
+        "seed": args.seed,
+        "total_steps": global_step,
+        "num_updates": num_updates,
+        "train_seconds": round(train_seconds, 3),
+        "steps_per_second": round(global_step / max(train_seconds, 1e-9), 1),
+        "eval_episodes": args.eval_episodes,
+        "eval_return_mean": float(returns.mean()),
+        "eval_return_std": float(returns.std()),
+        "interrupted": interrupted,
+        "run_dir": run_dir,
+        "planning_ms_per_action": round(1000 * planning_seconds / max(planned, 1), 2),
+    }
+    return finish_run(summary, writer, args.track)
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
