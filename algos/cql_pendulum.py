@@ -76,9 +76,9 @@ class Args:
     """B, transitions per gradient step (online and offline)"""
     hidden_dim: int = 128
     """width of the two hidden layers of the actor and of each critic"""
-    policy_lr: float = 1e-4
+    policy_lr: float = 3e-4
     """Adam step size of the actor (and of log_alpha, the entropy temperature)"""
-    q_lr: float = 3e-4
+    q_lr: float = 1e-3
     """Adam step size of the twin critics"""
     cql_alpha: float = 1.0
     """weight of the conservative penalty logsumexp_a Q(s, a) - Q(s, a_data); 0 is plain offline SAC"""

@@ -1,8 +1,8 @@
 """GAIL: generative adversarial imitation learning on CartPole, without the environment's reward.
 
-A discriminator D(s, a) learns to tell expert (state, action) pairs from the student's; the student
-is trained by PPO on the reward r = -log(1 - D(s, a)) alone, so it is paid for looking like the
-expert. The expert is a PPO teacher trained first and then discarded (or `--expert-data`).
+A discriminator D(s, a) learns to tell expert (state, action) pairs from the student's; PPO trains the
+student on r = -log(1 - D(s, a)) alone: it is paid for looking like the expert. The expert is a PPO
+teacher trained first on the true reward, then discarded (or demonstrations from `--expert-data`).
 Paper: Ho & Ermon 2016, https://arxiv.org/abs/1606.03476   Run: python algos/gail_cartpole.py
 Docs: docs/algorithms/gail_cartpole.md   Parent: none (stands alone; its PPO follows ppo_cartpole)
 Shapes: T steps, E envs, B batch (T*E), M minibatch, N expert transitions, O obs dim, A actions.
@@ -89,7 +89,7 @@ class Args:
     hidden_dim: int = 64
     """width of the two hidden layers of the actor, the critic and the discriminator"""
     disc_learning_rate: float = 1e-4
-    """Adam step size of the discriminator D"""
+    """Adam step size of the discriminator D, annealed linearly to 0 with the student's"""
     disc_updates: int = 4
     """discriminator gradient steps per rollout, each on `--batch-size` expert and student pairs"""
     batch_size: int = 256
@@ -315,12 +315,11 @@ def main(args: Args) -> dict:
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     discriminator = Discriminator(*mlp(obs_dim + n_actions, args.hidden_dim, 1, out_std=1.0)).to(device)
     disc_optimizer = torch.optim.Adam(discriminator.parameters(), lr=args.disc_learning_rate)
+    model = nn.ModuleDict(dict(agent=agent, discriminator=discriminator))  # what --save-model writes
     expert = load_expert(args.expert_data, obs_dim, n_actions) if args.expert_data else None
     if args.load_model:
         try:
-            state = torch.load(args.load_model, map_location=device, weights_only=True)
-            agent.load_state_dict(state["agent"])
-            discriminator.load_state_dict(state["discriminator"])
+            model.load_state_dict(torch.load(args.load_model, map_location=device, weights_only=True))
         except Exception as error:  # missing, corrupt, or another architecture
             fail(f"cannot load --load-model {args.load_model!r}: {' '.join(str(error).split())[:300]}")
     run_dir, writer = start_run(args, args.env_id)
@@ -338,7 +337,7 @@ def main(args: Args) -> dict:
                 ro, env_rewards, episodes, next_obs = collect_rollout(envs, teacher, next_obs, args.num_steps)
                 for t, episode_return, _ in episodes:  # x: teacher env steps
                     writer.add_scalar("teacher/episodic_return", episode_return, i * batch + (t + 1) * E)
-                rewards = torch.as_tensor(env_rewards, device=device)  # [T, E] the true reward: teacher only
+                rewards = ro["values"].new_tensor(env_rewards)  # [T, E] the TRUE reward: the teacher's only
                 advantages, returns = compute_gae(rewards, ro, args.gamma, args.gae_lambda)  # [T, E] each
                 ppo_update(teacher, teacher_optimizer, ro, advantages, returns, args)
             expert_returns, *expert = evaluate(teacher, args.env_id, args.expert_episodes, args.seed + 10_000)
@@ -347,7 +346,8 @@ def main(args: Args) -> dict:
         expert_obs, expert_actions = (torch.as_tensor(x).to(device) for x in expert or ([], []))  # [N,O], [N]
         next_obs = torch.as_tensor(envs.reset(seed=args.seed)[0], dtype=torch.float32).to(device)  # [E, O]
         for iteration in range(num_iterations):
-            optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - iteration / num_iterations)
+            for opt, lr in ((optimizer, args.learning_rate), (disc_optimizer, args.disc_learning_rate)):
+                opt.param_groups[0]["lr"] = lr * (1.0 - iteration / num_iterations)  # both anneal to 0
             ro, _, episodes, next_obs = collect_rollout(envs, agent, next_obs, args.num_steps)  # _: env r
             for t, episode_return, length in episodes:  # the true return: logged, never learned from
                 writer.add_scalar("charts/episodic_return", episode_return, step := global_step + (t + 1) * E)
@@ -384,8 +384,7 @@ def main(args: Args) -> dict:
     video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
     returns, _, _ = evaluate(agent, args.env_id, args.eval_episodes, args.seed, video_dir)
     if args.save_model:
-        state = {"agent": agent.state_dict(), "discriminator": discriminator.state_dict()}
-        torch.save(state, os.path.join(run_dir, "model.pt"))
+        torch.save(model.state_dict(), os.path.join(run_dir, "model.pt"))
     summary = {"algo": os.path.basename(__file__)[: -len(".py")], "env_id": args.env_id, "seed": args.seed}
     summary |= {"total_steps": global_step, "num_updates": num_updates, "run_dir": run_dir}
     summary |= {"train_seconds": round(train_seconds, 3), "eval_episodes": args.eval_episodes}
