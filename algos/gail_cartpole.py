@@ -68,7 +68,7 @@ class Args:
     """`.npz` with `observations` [N, O] and `actions` [N] (ints); None trains a PPO teacher instead"""
     teacher_steps: int = 100000
     """environment steps of the PPO teacher (on the true reward); unused with `--expert-data`"""
-    expert_episodes: int = 4
+    expert_episodes: int = 8
     """greedy teacher episodes kept as demonstrations (N = their total length, saved as `expert.npz`)"""
     num_steps: int = 128
     """T, steps per env per rollout; B = T * E transitions per PPO update (teacher and student)"""

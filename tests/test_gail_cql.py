@@ -285,7 +285,7 @@ def test_gail_learns_from_demonstrations_alone(tmp_path, monkeypatch):
     env rewards are all NaN: imitation alone must reach the threshold."""
     summary = run_algo(GAIL, [], tmp_path / "a")
     assert summary["eval_return_mean"] >= 475, summary
-    assert summary["expert_transitions"] <= 2000
+    assert summary["expert_transitions"] <= 4000  # 8 greedy teacher episodes
     gail = load_algo(GAIL)
     poison(gail, monkeypatch)
     expert = os.path.join(summary["run_dir"], "expert.npz")
