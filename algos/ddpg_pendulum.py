@@ -319,10 +319,12 @@ def main(args: Args) -> dict:
                 q_optimizer.zero_grad(set_to_none=True)
                 q_loss.backward()
                 q_optimizer.step()
+                critic.requires_grad_(False)  # the actor needs dQ/da only: skip the critic's weight grads
                 actor_loss = -critic(b_obs, actor(b_obs))[0].mean()  # [B, A] -> [1, B] -> scalar
                 actor_optimizer.zero_grad(set_to_none=True)
                 actor_loss.backward()
                 actor_optimizer.step()
+                critic.requires_grad_(True)
                 soft_update(target_critic, critic, args.tau)
                 soft_update(target_actor, actor, args.tau)
                 num_updates += 1

@@ -345,6 +345,7 @@ def main(args: Args) -> dict:
                 q_optimizer.zero_grad(set_to_none=True)
                 q_loss.backward()
                 q_optimizer.step()
+                critic.requires_grad_(False)  # the actor needs dQ/da only: skip the critic's weight grads
                 new_actions, log_prob = actor(b_obs)  # [B, O] -> [B, A], [B]
                 q_new = critic(b_obs, new_actions).min(dim=0).values  # [B, O], [B, A] -> [N, B] -> [B]
                 actor_loss = (alpha * log_prob - q_new).mean()  # E[alpha log pi(a|s) - min_i Q_i(s, a)]
@@ -352,6 +353,7 @@ def main(args: Args) -> dict:
                 actor_optimizer.zero_grad(set_to_none=True)
                 (actor_loss + alpha_loss).backward()  # disjoint: each loss detaches the other's variable
                 actor_optimizer.step()  # moves log alpha only with --autotune (else it has no gradient)
+                critic.requires_grad_(True)
                 alpha = log_alpha.exp().detach()
                 soft_update(target_critic, critic, args.tau)
                 num_updates += 1
