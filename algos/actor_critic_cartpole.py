@@ -64,11 +64,11 @@ class Args:
     torch_threads: int = 1
     """CPU threads of torch; these small networks gain nothing from more, and lose much on a busy machine"""
     # == ALGO: actor_critic_cartpole ==
-    total_steps: int = 300_000
+    total_steps: int = 500_000
     """environment steps over all envs (E per vector step), the reset steps included"""
-    num_envs: int = 8
+    num_envs: int = 16
     """E, environments stepped side by side; a rollout holds T * E steps"""
-    num_steps: int = 16
+    num_steps: int = 8
     """T, steps per environment in each rollout (one rollout, then the update)"""
     hidden_dim: int = 64
     """units in each of the two hidden layers of the actor and of the critic"""
@@ -79,7 +79,7 @@ class Args:
     gamma: float = 0.99
     """discount factor; 1 / (1 - gamma) steps is the horizon the returns look ahead"""
     norm_adv: bool = True
-    """normalise the advantages to zero mean and unit variance within each minibatch"""
+    """normalise the advantages to zero mean and unit variance over each rollout"""
     vf_coef: float = 0.5
     """weight of the critic's squared error in the loss"""
     ent_coef: float = 0.0

@@ -81,7 +81,7 @@ class Args:
     baseline: bool = True
     """subtract the critic's V(s_t) from G_t in the policy gradient (the critic is trained either way)"""
     norm_adv: bool = True
-    """normalise the advantages to zero mean and unit variance within each minibatch"""
+    """normalise the advantages to zero mean and unit variance over each rollout"""
     vf_coef: float = 0.5
     """weight of the critic's squared error in the loss"""
     ent_coef: float = 0.0
