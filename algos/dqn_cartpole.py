@@ -57,7 +57,7 @@ class Args:
     # == ENV: cartpole ==
     env_id: str = "CartPole-v1"
     """gymnasium id of a task with a discrete action space (CartPole-v1 ends after 500 steps)"""
-    total_steps: int = 40000
+    total_steps: int = 50000
     """environment steps, summed over the E parallel environments"""
     eval_episodes: int = 10
     """episodes of the final greedy evaluation, on a fresh environment seeded from `--seed`"""
@@ -75,7 +75,7 @@ class Args:
     """gamma, discount factor of the TD target"""
     tau: float = 1.0
     """target update rate: theta_target <- tau * theta + (1 - tau) * theta_target (1.0: hard copy)"""
-    target_network_frequency: int = 30
+    target_network_frequency: int = 100
     """gradient updates between two target-network updates"""
     batch_size: int = 128
     """B, transitions sampled from the buffer per gradient update"""
@@ -89,8 +89,8 @@ class Args:
     """environment steps of epsilon-greedy acting before the first gradient update"""
     train_frequency: int = 2
     """environment steps (summed over envs) per gradient update; E/train_frequency updates per vector step"""
-    loss: Literal["huber", "mse"] = "huber"
-    """TD loss: Huber (smooth L1, as in the DQN paper's error clipping) or mean squared error"""
+    loss: Literal["huber", "mse"] = "mse"
+    """TD loss: mean squared error, or Huber (smooth L1, the DQN paper's error clipping; slower as Q grows to 100)"""
     log_frequency: int = 1000
     """environment steps between two logs of losses, max-Q and SPS"""
 
