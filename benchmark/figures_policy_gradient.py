@@ -3,7 +3,7 @@
 Time to threshold = seconds from process start until the mean of the last 10 training episodes
 (`charts/episodic_return`) first reaches 475; each run is a fresh `python algos/<stem>.py`.
 Usage: python benchmark/figures_policy_gradient.py ppo_cartpole --seeds 1 2 3 4 5 [--figure docs/figures/pg_ppo_cartpole.png]
-       [-- extra flags for the algorithm]
+       [flags for the algorithm, e.g. --num-steps 250]
 The figure shows, per seed, the mean of the last 10 training episodes against environment steps.
 """
 
@@ -41,8 +41,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=475.0)
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--figure", help="write the learning curves to this png")
-    parser.add_argument("extra", nargs="*", help="flags passed to the algorithm (after --)")
-    opts = parser.parse_args()
+    opts, opts.extra = parser.parse_known_args()  # unknown flags go to the algorithm
     rows, curves = [], {}
     with tempfile.TemporaryDirectory() as runs_dir:
         for seed in opts.seeds:
