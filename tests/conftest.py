@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ALGOS = sorted((ROOT / "algos").glob("*.py"))
 STEMS = [path.stem for path in ALGOS]
-TIME_KEYS = {"train_seconds", "steps_per_second", "run_dir"}
+TIME_KEYS = {"train_seconds", "steps_per_second", "run_dir", "planning_ms_per_action"}  # wall-clock figures
 SUMMARY_KEYS = {
     "algo", "env_id", "seed", "total_steps", "num_updates", "train_seconds", "steps_per_second",
     "eval_episodes", "eval_return_mean", "eval_return_std", "interrupted", "run_dir",
