@@ -289,12 +289,11 @@ def test_gail_learns_from_demonstrations_alone(tmp_path, monkeypatch):
     gail = load_algo(GAIL)
     poison(gail, monkeypatch)
     expert = os.path.join(summary["run_dir"], "expert.npz")
-    args = gail.tyro.cli(
-        gail.Args,
-        args=["--expert-data", expert, "--seed", "2", "--runs-dir", str(tmp_path / "b"), "--no-progress"],
-    )
-    poisoned = gail.main(args)
+    argv = ["--expert-data", expert, "--seed", "2", "--runs-dir", str(tmp_path / "b"), "--no-progress"]
+    poisoned = gail.main(gail.tyro.cli(gail.Args, args=argv))
     assert poisoned["eval_return_mean"] >= 475, poisoned
+    # NOT tested: that this is imitation rather than the survival bonus every positive reward pays on
+    # CartPole (a constant reward of 1 also reaches 500; see the docs page, "Caveat")
 
 
 @pytest.mark.learning
