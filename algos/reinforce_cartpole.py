@@ -51,7 +51,7 @@ class Args:
     save_model: bool = False
     """save the learned parameters to `<run dir>/model.pt` (`model.npz` for tables)"""
     load_model: Optional[str] = None
-    """start from saved parameters; with `--total-steps 0` it only evaluates"""
+    """start from saved parameters; with `--total-steps 0` (`--max-iterations 0` for dynamic programming) it only evaluates"""
     runs_dir: str = "runs"
     """parent folder of the run directories"""
     progress: bool = True
