@@ -80,7 +80,7 @@ class Args:
     """discount factor; 1 / (1 - gamma) steps is the horizon the returns look ahead"""
     gae_lambda: float = 0.8
     """lambda of GAE: 0 is the one-step TD error, 1 the Monte-Carlo return minus V"""
-    update_epochs: int = 10
+    update_epochs: int = 8
     """K, passes over each rollout"""
     num_minibatches: int = 1
     """minibatches per epoch; the gradient steps per rollout are K * num_minibatches"""
