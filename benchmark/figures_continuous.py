@@ -83,7 +83,9 @@ def main() -> None:
             f"{statistics.median(reached):.0f} / {max(reached):.0f} | |"
         )
         curves = np.array(curves)
-        ax.plot(grid, np.median(curves, axis=0), color=color, label=f"{label} (median of {len(curves)} seeds)")
+        ax.plot(
+            grid, np.median(curves, axis=0), color=color, label=f"{label} (median of {len(curves)} seeds)"
+        )
         ax.fill_between(grid, curves.min(axis=0), curves.max(axis=0), color=color, alpha=0.2)
     ax.axhline(THRESHOLD, color="gray", linestyle="--", linewidth=1, label="threshold -200")
     ax.set_xlabel("environment steps")

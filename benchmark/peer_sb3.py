@@ -39,7 +39,13 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--total-steps", type=int, default=None, help="default: the zoo's n_timesteps")
     parser.add_argument("--stop-at", type=float, default=None, help="stop when the last-10 mean reaches it")
+    parser.add_argument(
+        "--torch-threads", type=int, default=1, help="as the algos/ files (their default is 1)"
+    )
     cli = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(cli.torch_threads)  # torch's default (all cores) oversubscribes 2 parallel runs
 
     import stable_baselines3 as sb3
     from stable_baselines3.common.callbacks import BaseCallback
