@@ -222,10 +222,8 @@ def write_report(results_dir: Path, docs_dir: Path, readme: Path | None) -> None
              "reached it. Evaluation: the summary's `eval_return_mean` (greedy/deterministic policy).",
              "Peers (`sb3_*`): Stable-Baselines3 with rl-zoo3's tuned hyperparameters, run by",
              "`benchmark/peer_sb3.py` in the same invocation, stopped once they reach the threshold (so",
-             "they have no final evaluation). Runs go `--workers` at a time (default: one per core).",
-             "Caveat: the peer figures below were made before `peer_sb3.py` set 1 torch thread (as the",
-             "algos/ files do): each peer ran torch's default 2 threads beside another run on 2 cores,",
-             "which oversubscribes it, so read peer seconds and steps/s as pessimistic.", ""]  # fmt: skip
+             "they have no final evaluation), with 1 torch thread as the algos/ files use. Runs go",
+             "`--workers` at a time (default: one per core), so each run has about one core.", ""]  # fmt: skip
     for name, result in results.items():
         if name.startswith("sb3_"):
             continue
