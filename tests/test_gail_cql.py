@@ -116,6 +116,24 @@ def test_gail_student_runs_on_nan_env_rewards(tmp_path, monkeypatch):
     assert 0.0 <= summary["disc_accuracy_expert"] <= 1.0 and 0.0 <= summary["disc_accuracy_student"] <= 1.0
 
 
+def assert_bad_files_rejected(stem: str, flag: str, bad: dict, tmp_path) -> None:
+    """Each bad file (None: missing, bytes: not an npz, dict: npz arrays) stops the run with one
+    `error:` line naming the flag, before anything is written."""
+    for name, content in bad.items():
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif content is not None:
+            np.savez(path, **content)  # object arrays are pickled: the loader must refuse them
+        runs_dir = tmp_path / f"runs_{name}"
+        with pytest.raises(SystemExit) as exit_info:
+            run_algo(stem, [*smoke_args(stem), flag, str(path)], runs_dir)
+        message = exit_info.value.code
+        assert isinstance(message, str) and message.startswith("error:") and "\n" not in message, name
+        assert flag.lstrip("-") in message, (name, message)
+        assert not runs_dir.exists() or not any(runs_dir.iterdir()), f"{name} left a run directory"
+
+
 def test_gail_bad_expert_data_stops_cleanly(tmp_path):
     bad = {
         "missing.npz": None,
@@ -126,21 +144,7 @@ def test_gail_bad_expert_data_stops_cleanly(tmp_path):
         "bad_action.npz": dict(observations=np.zeros((5, 4), np.float32), actions=np.full(5, 7)),
         "pickled.npz": dict(observations=np.array([object()] * 5, dtype=object), actions=np.zeros(5, int)),
     }
-    for name, content in bad.items():
-        path = tmp_path / name
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        elif content is not None:
-            np.savez(path, **content, allow_pickle=True) if name == "pickled.npz" else np.savez(
-                path, **content
-            )
-        runs_dir = tmp_path / f"runs_{name}"
-        with pytest.raises(SystemExit) as exit_info:
-            run_algo(GAIL, [*smoke_args(GAIL), "--expert-data", str(path)], runs_dir)
-        message = exit_info.value.code
-        assert isinstance(message, str) and message.startswith("error:") and "\n" not in message, name
-        assert "expert-data" in message, (name, message)
-        assert not runs_dir.exists() or not any(runs_dir.iterdir()), f"{name} left a run directory"
+    assert_bad_files_rejected(GAIL, "--expert-data", bad, tmp_path)
 
 
 # ---------------------------------------------------------------- CQL: pure functions
@@ -263,19 +267,7 @@ def test_cql_bad_dataset_stops_cleanly(tmp_path):
         "empty.npz": {k: v[:0] for k, v in good.items()},
         "pickled.npz": good | dict(rewards=np.array([object()] * 5, dtype=object)),
     }
-    for name, content in bad.items():
-        path = tmp_path / name
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        elif content is not None:
-            np.savez(path, **content)
-        runs_dir = tmp_path / f"runs_{name}"
-        with pytest.raises(SystemExit) as exit_info:
-            run_algo(CQL, [*smoke_args(CQL), "--dataset", str(path)], runs_dir)
-        message = exit_info.value.code
-        assert isinstance(message, str) and message.startswith("error:") and "\n" not in message, name
-        assert "dataset" in message, (name, message)
-        assert not runs_dir.exists() or not any(runs_dir.iterdir()), f"{name} left a run directory"
+    assert_bad_files_rejected(CQL, "--dataset", bad, tmp_path)
 
 
 # ---------------------------------------------------------------- learning (documented thresholds)
