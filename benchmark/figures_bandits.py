@@ -12,7 +12,6 @@ hyperparameter. About 1 minute on 2 cores.
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import shutil
 import sys
@@ -20,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from algo_loader import load_algo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = {  # stem: (label, the flag of its own hyperparameter, values tried in the sweep)
@@ -31,17 +31,9 @@ STRATEGIES = {  # stem: (label, the flag of its own hyperparameter, values tried
 }
 
 
-def load(stem: str):
-    spec = importlib.util.spec_from_file_location(f"algo_{stem}", ROOT / "algos" / f"{stem}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def run(stem: str, runs_dir: str, **overrides) -> dict:
     """One run of the file's main, defaults except `overrides`; quiet."""
-    module = load(stem)
+    module = load_algo(stem)
     args = module.Args(runs_dir=runs_dir, progress=False, **overrides)
     with contextlib.redirect_stdout(io.StringIO()):
         return module.main(args)
@@ -80,7 +72,7 @@ def main() -> None:
         steps, curve = regret_curve(first["run_dir"])
         ax.plot(steps, curve, label=f"{label} ({first['regret']:.0f})")
         at_1000 = curve[np.searchsorted(steps, 1000)]
-        default = getattr(load(stem).Args(), field)
+        default = getattr(load_algo(stem).Args(), field)
         print(
             f"| {label} | `--{field.replace('_', '-')} {default}` | {at_1000:.1f} "
             f"| {first['regret']:.1f} ± {first['regret_std']:.1f} | "

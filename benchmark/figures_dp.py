@@ -16,10 +16,8 @@ Prints the tables the docs quote (gamma sweep; defaults over seeds).
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -28,18 +26,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from algo_loader import load_algo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures"
 GAMMAS = [0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999]
-
-
-def load(stem: str):
-    spec = importlib.util.spec_from_file_location(f"algo_{stem}", ROOT / "algos" / f"{stem}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def plan(module, **overrides):
@@ -115,7 +106,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=5, help="evaluation seeds for the defaults table")
     options = parser.parse_args()
     FIGURES.mkdir(parents=True, exist_ok=True)
-    cliff, lake = load("cliff_value_iteration"), load("frozenlake_value_iteration")
+    cliff, lake = load_algo("cliff_value_iteration"), load_algo("frozenlake_value_iteration")
     runs_dir = tempfile.mkdtemp(prefix="figures_dp_")
 
     # V* heatmaps with the greedy arrows (missing cells: cliff, holes, goal)
@@ -182,7 +173,7 @@ def main():
         "frozenlake_policy_iteration",
         "frozenlake_value_iteration",
     ]:
-        module = load(stem)
+        module = load_algo(stem)
         for overrides in [{}] if stem.startswith("cliff") else [{}, {"map_name": "8x8"}]:
             summaries = [
                 run(module, runs_dir, seed=seed, **overrides) for seed in range(1, options.seeds + 1)

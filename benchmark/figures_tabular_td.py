@@ -10,11 +10,9 @@ Q-learning (seed 1). Prints the per-seed table the docs quote.
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import os
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,18 +21,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from algo_loader import load_algo  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STEMS = {"cliff_sarsa": "SARSA", "cliff_q_learning": "Q-learning", "dyna_q": "Dyna-Q (10 planning steps)"}
-
-
-def load(stem: str):
-    spec = importlib.util.spec_from_file_location(f"algo_{stem}", ROOT / "algos" / f"{stem}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(module, seed: int, runs_dir: str) -> tuple[dict, np.ndarray, np.ndarray, str]:
@@ -67,7 +58,7 @@ def main() -> None:
     curves, tables, rows = {}, {}, []
     with tempfile.TemporaryDirectory() as runs_dir:
         for stem, label in STEMS.items():
-            module = load(stem)
+            module = load_algo(stem)
             per_seed = []
             for seed in range(1, cli.seeds + 1):
                 summary, returns, q, printed = run(module, seed, runs_dir)
