@@ -2,7 +2,7 @@
 
 Epsilon-greedy whose exploration probability falls with the pulls made so far,
 epsilon_t = min(1, c / t): every pull explores while t <= c, then exploration fades as 1/t,
-so the random pulls grow like c ln T instead of epsilon T.
+so the random pulls grow like c ln T instead of epsilon T. Greedy ties are broken at random.
 Reference: Auer, Cesa-Bianchi, Fischer (2002), "epsilon_n-greedy", https://doi.org/10.1023/A:1013689704352
 Run:  python algos/bandit_decaying_epsilon_greedy.py --epsilon-scale 10
 Docs: docs/algorithms/bandit_decaying_epsilon_greedy.md   Parent: bandit_epsilon_greedy.py
@@ -10,17 +10,19 @@ Shapes: R independent bandits (runs), K arms, T pulls.
 """
 
 import json
+import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import NoReturn, Optional
+from typing import Callable, NoReturn, Optional
 
 import numpy as np
-import torch
 import tyro
-from torch.utils.tensorboard import SummaryWriter
+from tensorboard.summary import Writer
 from tqdm import tqdm
 
 
@@ -30,11 +32,7 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment (run directory and W&B run name)"""
     seed: int = 1
-    """seeds python, numpy, torch, the environments and their action spaces"""
-    torch_deterministic: bool = True
-    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
-    cuda: bool = True
-    """use a GPU when one is present; the CPU otherwise, silently"""
+    """seeds python, numpy (and torch), the environments and their action spaces; in [0, 2**32)"""
     track: bool = False
     """log to Weights & Biases (works offline with `WANDB_MODE=offline`)"""
     wandb_project_name: str = "rl-algos"
@@ -53,7 +51,7 @@ class Args:
     """show a progress bar on a terminal (`--no-progress` silences it)"""
     # == ENV: bernoulli_bandit ==
     env_id: str = "BernoulliBandit-v0"
-    """name of the bandit in run directories; the bandit itself is built in this file"""
+    """name of the bandit in run directories and the summary; the bandit itself is built in `main`"""
     num_arms: int = 10
     """K, arms per bandit; arm k pays 1 with probability p_k ~ Uniform(0, 1) drawn from the seed"""
     num_runs: int = 200
@@ -61,7 +59,7 @@ class Args:
     total_steps: int = 5000
     """T, pulls per bandit"""
     eval_episodes: int = 100
-    """greedy pulls per bandit in the final evaluation (arm with the highest estimate)"""
+    """greedy pulls of every bandit in the final evaluation (its arm with the highest estimate)"""
     save_plot: bool = False
     """write the regret curve to `<run dir>/regret.png`"""
     # == ALGO: bandit_decaying_epsilon_greedy ==
@@ -69,186 +67,204 @@ class Args:
     """c, in pulls: epsilon_t = min(1, c / t) at a bandit's t-th pull; all pulls explore while t <= c"""
 
 
-# == SHARED: run_helpers ==
-def fail(message: str) -> NoReturn:
-    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
-    raise SystemExit(f"error: {message}")
-
-
-def seed_everything(seed: int, torch_deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = torch_deterministic
-
-
-def start_run(args, env_id: str) -> tuple[str, SummaryWriter]:
-    """Create the run directory, the TensorBoard writer and (with --track) the W&B run."""
-    run_dir = os.path.join(args.runs_dir, f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    suffix = 0
-    while os.path.exists(run_dir + (f"-{suffix}" if suffix else "")):
-        suffix += 1
-    run_dir += f"-{suffix}" if suffix else ""
-    os.makedirs(run_dir)
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=asdict(args),
-            name=os.path.basename(run_dir),
-            dir=run_dir,
-            save_code=True,
-        )
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump(asdict(args), f, indent=2)
-    writer = SummaryWriter(run_dir)
-    table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    return run_dir, writer
-
-
-def finish_run(summary: dict, writer: SummaryWriter, track: bool) -> dict:
-    """Close the loggers, write `summary.json` and print it as the last line of stdout."""
-    writer.close()
-    with open(os.path.join(summary["run_dir"], "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    if track:
-        import wandb
-
-        wandb.finish()
-    print(json.dumps(summary), flush=True)
-    return summary
-
-
-# == SHARED: bandit_checks ==
-def check_args(args: Args) -> None:
-    """Reject values the run cannot use, before anything is written."""
-    if args.num_arms < 2:
-        fail(f"--num-arms must be >= 2, got {args.num_arms}")
-    if args.num_runs < 1:
-        fail(f"--num-runs must be >= 1, got {args.num_runs}")
-    if args.total_steps < 0:
-        fail(f"--total-steps must be >= 0, got {args.total_steps}")
-    if args.eval_episodes < 1:
-        fail(f"--eval-episodes must be >= 1, got {args.eval_episodes}")
-    if args.env_id != "BernoulliBandit-v0":
-        fail(f"unknown --env-id {args.env_id!r}: this file builds only BernoulliBandit-v0")
-    check_algo_args(args)
-
-
-def load_estimates(path: str, num_runs: int, num_arms: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read saved estimates Q and counts N ([R, K] each) from an `.npz` file."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            q, n = data["q"], data["n"]
-    except Exception as error:  # missing, not an npz, missing keys
-        fail(f"cannot load --load-model {path!r}: {error}")
-    if q.shape != (num_runs, num_arms) or n.shape != (num_runs, num_arms):
-        fail(f"--load-model {path!r} holds shape {q.shape}, expected {(num_runs, num_arms)}")
-    return q.astype(np.float64), n.astype(np.float64)
+# == SHARED: bandit_greedy ==
+def greedy_arm(q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """argmax_k Q[r, k], ties broken uniformly at random (Sutton & Barto 2.4), never always the lowest k."""
+    return (rng.random(q.shape) * (q == q.max(axis=1, keepdims=True))).argmax(axis=1)  # [R, K] -> [R]
 
 
 # == ALGO: bandit_decaying_epsilon_greedy ==
-def check_algo_args(args: Args) -> None:
-    if not (np.isfinite(args.epsilon_scale) and args.epsilon_scale >= 0.0):
-        fail(f"--epsilon-scale must be finite and >= 0, got {args.epsilon_scale}")
-
-
 def choose_arm(q: np.ndarray, n: np.ndarray, t: int, rng: np.random.Generator, args: Args) -> np.ndarray:
     """Epsilon-greedy with epsilon_t = min(1, c / t), t counting this bandit's pulls (this one included)."""
     num_runs, num_arms = q.shape
-    greedy = q.argmax(axis=1)  # [R, K] -> [R]
     epsilon = np.minimum(1.0, args.epsilon_scale / (n.sum(axis=1) + 1))  # [R, K] -> [R]
     explore = rng.random(num_runs) < epsilon  # [R]
-    return np.where(explore, rng.integers(num_arms, size=num_runs), greedy)  # [R]
+    return np.where(explore, rng.integers(num_arms, size=num_runs), greedy_arm(q, rng))  # [R, K] -> [R]
 
 
 # == SHARED: bandit_main ==
-def evaluate(q: np.ndarray, probs: np.ndarray, eval_episodes: int, rng: np.random.Generator) -> np.ndarray:
-    """Pull each bandit's greedy arm `eval_episodes` times; returns the mean reward per bandit [R]."""
-    greedy_p = np.take_along_axis(probs, q.argmax(axis=1)[:, None], axis=1)[:, 0]  # [R]
-    return (rng.random((eval_episodes, len(greedy_p))) < greedy_p).mean(axis=0)  # [R]
+def evaluate(q: np.ndarray, probs: np.ndarray, args: Args, stop: threading.Event) -> list[float]:
+    """Each episode pulls every bandit's greedy arm once, with draws of the evaluation's own; returns the
+    mean reward over the R bandits of each episode that finished."""
+    rng = np.random.default_rng([args.seed, 1])  # no training draw and no other --seed shares these
+    greedy_p = probs[np.arange(len(q)), greedy_arm(q, rng)]  # [R] success probability of the greedy arm
+    returns = []
+    while len(returns) < args.eval_episodes and not stop.is_set():
+        returns.append(float((rng.random(len(q)) < greedy_p).mean()))  # [R] Bernoulli(p) -> mean
+    return returns
 
 
 def main(args: Args) -> dict:
     check_args(args)
-    seed_everything(args.seed, args.torch_deterministic)
+    num_runs, num_arms = args.num_runs, args.num_arms
+    nbytes = 8 * (args.total_steps + 10 * num_runs * num_arms) + 32 * args.eval_episodes  # [T], ~10 [R, K]
+    check_memory(nbytes, "--total-steps, --num-runs, --num-arms, --eval-episodes")
     rng = np.random.default_rng(args.seed)
-    probs = rng.uniform(size=(args.num_runs, args.num_arms))  # [R, K] success probability of each arm
-    q = np.zeros((args.num_runs, args.num_arms))  # [R, K] estimated mean reward Q
-    n = np.zeros((args.num_runs, args.num_arms))  # [R, K] pulls N
+    probs = rng.uniform(size=(num_runs, num_arms))  # [R, K] success probability p_k of each arm
+    q, n = np.zeros((num_runs, num_arms)), np.zeros((num_runs, num_arms))  # [R, K] estimates Q, pulls N
     if args.load_model:
-        q, n = load_estimates(args.load_model, args.num_runs, args.num_arms)
-    run_dir, writer = start_run(args, args.env_id)
-    runs = np.arange(args.num_runs)
-    best_p = probs.max(axis=1)  # [R]
-    regret = np.zeros(args.num_runs)  # [R] expected regret so far: sum_t p_best - p_{a_t}
-    regret_curve = np.zeros(args.total_steps)  # [T] mean over runs
-    total_reward = np.zeros(args.num_runs)  # [R]
-    interrupted, start_time, t = False, time.time(), 0
+        q, n = load_estimates(args.load_model, q.shape)
+    run_dir, writer, stop = start_run(args, args.env_id)
+    runs, best_p = np.arange(num_runs), probs.max(axis=1)  # [R], [R] p* of each bandit
+    regret, total_reward = np.zeros(num_runs), np.zeros(num_runs)  # [R] sum_t p* - p_{a_t}, sum_t r_t
+    regret_curve = np.zeros(args.total_steps)  # [T] regret after each pull, mean over the bandits
     progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
-    try:
-        for t in range(args.total_steps):
-            arms = choose_arm(q, n, t, rng, args)  # [R]
-            p = probs[runs, arms]  # [R]
-            rewards = (rng.random(args.num_runs) < p).astype(np.float64)  # [R] Bernoulli(p)
-            n[runs, arms] += 1
-            q[runs, arms] += (rewards - q[runs, arms]) / n[runs, arms]  # incremental mean
-            regret += best_p - p
-            total_reward += rewards
-            regret_curve[t] = regret.mean()
-            if (t + 1) % 100 == 0 or t + 1 == args.total_steps:
-                writer.add_scalar("charts/regret", regret_curve[t], t + 1)
-                writer.add_scalar("charts/mean_reward", total_reward.mean() / (t + 1), t + 1)
-                writer.add_scalar("charts/best_arm_found", (q.argmax(1) == probs.argmax(1)).mean(), t + 1)
-                progress.update(100 if (t + 1) % 100 == 0 else (t + 1) % 100)
-                progress.set_postfix(regret=f"{regret_curve[t]:.1f}")
-        t = args.total_steps
-    except KeyboardInterrupt:
-        interrupted = True
+    start_time, t = time.time(), 0
+    while t < args.total_steps and not stop.is_set():
+        arms = choose_arm(q, n, t, rng, args)  # [R]
+        p = probs[runs, arms]  # [R]
+        rewards = (rng.random(num_runs) < p).astype(np.float64)  # [R] Bernoulli(p)
+        n[runs, arms] += 1
+        q[runs, arms] += (rewards - q[runs, arms]) / n[runs, arms]  # incremental sample mean
+        regret += best_p - p  # expected, not sampled: luck in the rewards cannot hide a bad arm
+        total_reward += rewards
+        regret_curve[t] = regret.mean()
+        t += 1
+        if t % 100 == 0 or t == args.total_steps:
+            writer.add_scalar("charts/regret", regret_curve[t - 1], t)
+            writer.add_scalar("charts/mean_reward", total_reward.mean() / t, t)
+            writer.add_scalar("charts/best_arm_found", (q.argmax(1) == probs.argmax(1)).mean(), t)
+            progress.update(t - progress.n)
+            progress.set_postfix(regret=f"{regret_curve[t - 1]:.1f}")
     progress.close()
     train_seconds = time.time() - start_time
-    writer.add_scalar("charts/SPS", t * args.num_runs / max(train_seconds, 1e-9), t)
-    returns = evaluate(q, probs, args.eval_episodes, np.random.default_rng(args.seed + 1))
+    writer.add_scalar("charts/SPS", t * num_runs / max(train_seconds, 1e-9), t)
+    interrupted = stop.is_set()
+    stop.clear()  # from here a stop ends the evaluation
+    returns = evaluate(q, probs, args, stop)
     if args.save_model:
-        np.savez(os.path.join(run_dir, "model.npz"), q=q, n=n)
+        write_atomic(f"{run_dir}/model.npz", lambda f: np.savez(f, q=q, n=n))
     if args.save_plot:
-        import matplotlib
+        from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        plt.figure(figsize=(5, 3.5))
-        plt.plot(np.arange(1, t + 1), regret_curve[:t])
-        plt.xlabel("pulls")
-        plt.ylabel(f"expected regret (mean of {args.num_runs} runs)")
-        plt.title(args.exp_name)
-        plt.tight_layout()
-        plt.savefig(os.path.join(run_dir, "regret.png"), dpi=100)
-        plt.close()
-    summary = {
-        "algo": os.path.basename(__file__)[: -len(".py")],
-        "env_id": args.env_id,
-        "seed": args.seed,
-        "total_steps": t,
-        "num_updates": int(t * args.num_runs),
-        "train_seconds": round(train_seconds, 3),
-        "steps_per_second": round(t * args.num_runs / max(train_seconds, 1e-9), 1),
-        "eval_episodes": args.eval_episodes,
-        "eval_return_mean": float(returns.mean()),
-        "eval_return_std": float(returns.std()),
-        "interrupted": interrupted,
-        "run_dir": run_dir,
-        "regret": float(regret.mean()),
-        "regret_std": float(regret.std()),
-        "total_reward": float(total_reward.mean()),
-        "best_arm_expected_reward": float(best_p.mean()),
-    }
-    return finish_run(summary, writer, args.track)
+        fig = Figure(figsize=(5, 3.5), layout="tight")
+        ax = fig.add_subplot(title=args.exp_name, xlabel="pulls", ylabel=f"regret (mean of {num_runs})")
+        ax.plot(np.arange(1, t + 1), regret_curve[:t])
+        write_atomic(f"{run_dir}/regret.png", lambda f: fig.savefig(f, format="png", dpi=100))
+    return finish_run(
+        args, run_dir, writer, returns, total_steps=t, num_updates=t * num_runs,
+        train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(),
+        regret=float(regret.mean()), regret_std=float(regret.std()), total_reward=float(total_reward.mean()),
+        best_arm_expected_reward=float(best_p.mean()),
+    )  # fmt: skip
 
 
+# == ALGO: bandit_decaying_epsilon_greedy ==
+def check_args(args: Args) -> None:
+    """Reject values the run cannot use, before anything is written."""
+    check_bandit_args(args, epsilon_scale=0.0)
+
+
+# == SHARED: bandit_checks ==
+def check_bandit_args(args: Args, unit_interval: tuple = (), **at_least: float) -> None:
+    """The family's rules, plus the algorithm's own fields' minimum (`at_least`) or [0, 1] (`unit_interval`)."""
+    at_least |= {"num_arms": 2, "num_runs": 1, "total_steps": 0, "eval_episodes": 1}
+    check_common_args(args, at_least, unit_interval)
+    if args.env_id != "BernoulliBandit-v0":
+        fail(f"unknown --env-id {args.env_id!r}: this file builds only BernoulliBandit-v0")
+    if args.capture_video:
+        fail("--capture-video: a bandit has nothing to render, so no video can be recorded")
+
+
+def load_estimates(path: str, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Estimates Q and pull counts N ([R, K] each) saved by `--save-model`; one line on a missing or corrupt
+    file, a pickle, other keys or shapes, a dtype that is not a number, NaN, inf or a negative value."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            q, n = data["q"], data["n"]
+    except Exception as error:
+        fail(f"cannot load --load-model {path!r}: {type(error).__name__}: {error}")
+    for name, x in (("q", q), ("n", n)):
+        if x.shape != shape or x.dtype.kind not in "iuf":
+            fail(f"--load-model {path!r}: {name} is {x.dtype} {x.shape}, expected numbers of shape {shape}")
+        if not (np.isfinite(x).all() and (x >= 0).all()):
+            fail(f"--load-model {path!r}: {name} holds NaN, inf or a negative value")
+    return q.astype(np.float64), n.astype(np.float64)
+
+
+# == SHARED: run_helpers ==
+def fail(message: str) -> NoReturn:
+    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
+    raise SystemExit(f"error: {' '.join(message.split())}")
+
+
+def check_common_args(args, at_least: dict, unit_interval: tuple = ()) -> None:
+    """Stop on what no run can use: NaN or inf in any field, a seed outside [0, 2**32), a field below its
+    minimum (`at_least`) or outside [0, 1] (`unit_interval`)."""
+    for name, value in asdict(args).items():
+        items = value if isinstance(value, tuple) else [value]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    bounds = {"seed": (0, 2**32 - 1), **{n: (low, math.inf) for n, low in at_least.items()}}
+    for name, (low, high) in (bounds | {n: (0.0, 1.0) for n in unit_interval}).items():
+        if not low <= getattr(args, name) <= high:
+            fail(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {getattr(args, name)}")
+
+
+def check_memory(nbytes: float, flags: str) -> None:
+    """Stop before allocating when an estimate of the buffers exceeds this machine's physical memory."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else math.inf
+    if nbytes > total:
+        fail(f"{flags} would need {nbytes / 2**30:,.1f} GiB of memory, more than this machine has")
+
+
+def write_atomic(path: str, write: Callable) -> None:
+    """`write(file)` to a temporary name, then rename: a run killed outright never leaves half a file."""
+    with open(path + ".tmp", "wb") as f:
+        write(f)
+    os.replace(path + ".tmp", path)
+
+
+def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
+    """Seed python and numpy; create the run directory with `args.json`, the TensorBoard writer, the W&B run.
+    From here Ctrl-C (SIGINT) and SIGTERM only set the returned event, which the loops read between steps: a
+    stop at any moment ends training, then the evaluation, and a second one cannot cut a file."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = base = os.path.join(args.runs_dir, name)
+    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
+        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
+    try:
+        os.makedirs(run_dir)
+    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
+    if args.track:
+        import wandb
+
+        kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args))
+        kwargs |= dict(name=os.path.basename(run_dir), dir=run_dir, sync_tensorboard=True, save_code=True)
+        wandb.init(**kwargs)
+    write_atomic(f"{run_dir}/args.json", lambda f: f.write(json.dumps(asdict(args), indent=2).encode()))
+    stop, main_thread = threading.Event(), threading.current_thread() is threading.main_thread()
+    for sig in (signal.SIGINT, signal.SIGTERM) if main_thread else ():  # only the main thread gets signals
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job (nohup, &) keeps ignoring it
+            signal.signal(sig, lambda signum, frame: stop.set())
+    return run_dir, Writer(run_dir), stop
+
+
+def finish_run(args, run_dir: str, writer: Writer, returns: list, **figures) -> dict:
+    """Write the summary (CONVENTIONS 4) to `summary.json` and print it as the last line of stdout: the
+    evaluation over the episodes that finished, NaN or inf as null. A stop after this is ignored."""
+    mean, std = (float(np.mean(returns)), float(np.std(returns))) if len(returns) else (None, None)
+    sps = round(figures["total_steps"] / max(figures["train_seconds"], 1e-9), 1)
+    summary = {"algo": os.path.basename(__file__)[:-3], "env_id": args.env_id, "seed": args.seed, **figures}
+    summary |= {"steps_per_second": sps, "eval_episodes": len(returns), "eval_return_mean": mean}
+    summary |= {"eval_return_std": std, "run_dir": run_dir}
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+    writer.close()
+    write_atomic(f"{run_dir}/summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    print(json.dumps(summary), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written: a late stop must not fail the exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return summary
+
+
+# == SHARED: entry_point ==
 if __name__ == "__main__":
     main(tyro.cli(Args))

@@ -3,25 +3,28 @@
 Q(s, a) moves towards r + gamma * Q(s', a'), where a' is the action the epsilon-greedy
 behaviour policy actually takes next: SARSA learns the value of the policy it follows, risk of
 a random step into the cliff included, so its greedy path keeps away from the edge.
-The root of the tabular TD family. Reference: Sutton & Barto (2nd ed.), section 6.4.
-Run:  python algos/cliff_sarsa.py --total-steps 50000
-Docs: docs/algorithms/cliff_sarsa.md   Parent: none (siblings: cliff_q_learning.py, dyna_q.py)
+Reference: Sutton & Barto (2nd ed.), section 6.4.
+Run:  python algos/cliff_sarsa.py
+Docs: docs/algorithms/cliff_sarsa.md   Parent: none (root of the tabular TD family; child: cliff_q_learning.py)
 Shapes: S states (4 x 12 grid cells), A = 4 actions (up, right, down, left).
 """
 
 import json
+import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
-from typing import NoReturn, Optional
+from typing import Callable, NoReturn, Optional
 
 import gymnasium as gym
 import numpy as np
-import torch
 import tyro
-from torch.utils.tensorboard import SummaryWriter
+from tensorboard.summary import Writer
 from tqdm import tqdm
 
 
@@ -31,11 +34,7 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment (run directory and W&B run name)"""
     seed: int = 1
-    """seeds python, numpy, torch, the environments and their action spaces"""
-    torch_deterministic: bool = True
-    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
-    cuda: bool = True
-    """use a GPU when one is present; the CPU otherwise, silently"""
+    """seeds python, numpy (and torch), the environments and their action spaces; in [0, 2**32)"""
     track: bool = False
     """log to Weights & Biases (works offline with `WANDB_MODE=offline`)"""
     wandb_project_name: str = "rl-algos"
@@ -57,7 +56,7 @@ class Args:
     """gymnasium id; a CliffWalking variant (discrete states, deterministic moves, a fall costs -100 and returns to the start)"""
     max_episode_steps: int = 200
     """TimeLimit in env steps per episode, training and evaluation; a truncated step still bootstraps (only the goal terminates), and a greedy policy that loops scores -max_episode_steps in evaluation"""
-    total_steps: int = 50000
+    total_steps: int = 30000
     """real environment steps of training (Dyna-Q's planning updates are not counted here)"""
     eval_episodes: int = 5
     """greedy episodes of the final evaluation (the environment is deterministic, so they are all alike)"""
@@ -71,101 +70,14 @@ class Args:
     epsilon: float = 0.1
     """epsilon, probability that the behaviour policy takes a uniformly random action, fixed for the whole run; SARSA's path keeps further from the cliff the larger it is, Q-learning's greedy path ignores it"""
     # == ALGO: algo_args ==
+    # (no fields beyond the family's; Dyna-Q adds planning_steps here)
 
 
-# == SHARED: run_helpers ==
-def fail(message: str) -> NoReturn:
-    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
-    raise SystemExit(f"error: {message}")
-
-
-def seed_everything(seed: int, torch_deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = torch_deterministic
-
-
-def start_run(args, env_id: str) -> tuple[str, SummaryWriter]:
-    """Create the run directory, the TensorBoard writer and (with --track) the W&B run."""
-    run_dir = os.path.join(args.runs_dir, f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    suffix = 0
-    while os.path.exists(run_dir + (f"-{suffix}" if suffix else "")):
-        suffix += 1
-    run_dir += f"-{suffix}" if suffix else ""
-    os.makedirs(run_dir)
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=asdict(args),
-            name=os.path.basename(run_dir),
-            dir=run_dir,
-            save_code=True,
-        )
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump(asdict(args), f, indent=2)
-    writer = SummaryWriter(run_dir)
-    table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    return run_dir, writer
-
-
-def finish_run(summary: dict, writer: SummaryWriter, track: bool) -> dict:
-    """Close the loggers, write `summary.json` and print it as the last line of stdout."""
-    writer.close()
-    with open(os.path.join(summary["run_dir"], "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    if track:
-        import wandb
-
-        wandb.finish()
-    print(json.dumps(summary), flush=True)
-    return summary
-
-
-# == SHARED: td_setup ==
-def check_args(args: Args) -> None:
-    """Reject values the run cannot use, before anything is written."""
-    if args.total_steps < 0:
-        fail(f"--total-steps must be >= 0, got {args.total_steps}")
-    if args.eval_episodes < 1:
-        fail(f"--eval-episodes must be >= 1, got {args.eval_episodes}")
-    if args.max_episode_steps < 1:
-        fail(f"--max-episode-steps must be >= 1, got {args.max_episode_steps}")
-    if not 0.0 < args.alpha <= 1.0:
-        fail(f"--alpha must be in (0, 1], got {args.alpha}")
-    for name in ("gamma", "epsilon"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            fail(f"--{name} must be in [0, 1], got {getattr(args, name)}")
-    try:
-        gym.spec(args.env_id)
-    except gym.error.Error:
-        fail(f"unknown --env-id {args.env_id!r}")
-    if not args.env_id.startswith("CliffWalking"):
-        fail(f"--env-id {args.env_id!r}: this file needs a CliffWalking grid")
-    check_algo_args(args)
-
-
-def make_env(env_id: str, max_episode_steps: int, render_mode: Optional[str] = None) -> gym.Env:
-    env = gym.make(env_id, render_mode=render_mode)
-    env = gym.wrappers.TimeLimit(env, max_episode_steps)  # CliffWalking-v1 has no limit of its own
+# == SHARED: td_parts ==
+def make_env(args: Args, render_mode: Optional[str] = None) -> gym.Env:
+    """CliffWalking has no time limit of its own: TimeLimit ends an episode that loops."""
+    env = gym.make(args.env_id, max_episode_steps=args.max_episode_steps, render_mode=render_mode)
     return gym.wrappers.RecordEpisodeStatistics(env)
-
-
-def load_q(path: str, shape: tuple[int, int]) -> np.ndarray:
-    """Read a saved table Q [S, A] from an `.npz` file."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            q = data["q"]
-    except Exception as error:  # missing, not an npz, no key "q"
-        fail(f"cannot load --load-model {path!r}: {str(error).splitlines()[0]}")
-    if q.shape != shape or not np.isfinite(q).all():
-        fail(f"--load-model {path!r} holds shape {q.shape} (or non-finite values), expected {shape}")
-    return q.astype(np.float64)
 
 
 def epsilon_greedy(q: np.ndarray, obs: int, epsilon: float, rng: np.random.Generator) -> int:
@@ -181,16 +93,17 @@ def td_target(reward: float, next_value: float, termination: bool, gamma: float)
 
 
 # == ALGO: cliff_sarsa ==
-def check_algo_args(args: Args) -> None:
-    pass  # SARSA has no fields beyond the family's
-
-
 def bootstrap_value(q: np.ndarray, next_obs: int, next_action: int) -> float:
     """SARSA: the value of the action the behaviour policy takes next, Q[s', a'] (on-policy)."""
     return float(q[next_obs, next_action])
 
 
-# == SHARED: td_report ==
+def plan(q: np.ndarray, model: np.ndarray, step: tuple, args: Args, rng: np.random.Generator) -> int:
+    """No model and no planning: SARSA learns from the real steps alone (Dyna-Q plans here)."""
+    return 0  # planning updates made
+
+
+# == SHARED: td_main ==
 def greedy_path(q: np.ndarray, table: dict, start: int) -> tuple[list[int], float, bool]:
     """Follow argmax_a Q from `start` through the env's own transition table P (a measurement the agent
     never learns from): visited states, return, goal reached. Stops at a revisit, i.e. a loop or a fall."""
@@ -203,116 +116,214 @@ def greedy_path(q: np.ndarray, table: dict, start: int) -> tuple[list[int], floa
         path.append(obs)
 
 
-def policy_grid(q: np.ndarray, table: dict, shape: tuple[int, int], path: list[int]) -> str:
-    """The greedy action of every cell as an arrow, [bracketed] on the greedy path; C cliff, G goal."""
-    reachable = {t[1] for moves in table.values() for outcomes in moves.values() for t in outcomes}
-    goals = {t[1] for moves in table.values() for outcomes in moves.values() for t in outcomes if t[3]}
-    cells = []
-    for s, action in enumerate(q.argmax(axis=1)):  # [S, A] -> [S]
-        mark = "G" if s in goals else "C" if s not in reachable else "↑→↓←"[action]
-        cells.append(f"[{mark}]" if s in path and s not in goals else f" {mark} ")
-    return "\n".join("".join(cells[r * shape[1] : (r + 1) * shape[1]]) for r in range(shape[0]))
-
-
-def evaluate(q: np.ndarray, env: gym.Env, eval_episodes: int, seed: int) -> np.ndarray:
-    """Greedy episodes of argmax_a Q on `env`; returns the episode returns [eval_episodes]."""
-    returns = np.zeros(eval_episodes)
-    for episode in range(eval_episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        done = False
-        while not done:
+def evaluate(q: np.ndarray, args: Args, run_dir: str, stop) -> list[float]:
+    """Greedy episodes of argmax_a Q on start states of the evaluation's own; returns the finished ones."""
+    env = make_env(args, render_mode="rgb_array" if args.capture_video else None)
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", lambda e: True, disable_logger=True)
+    seeds, returns = np.random.default_rng([args.seed, 1]), []  # no training reset starts from these
+    for _ in range(args.eval_episodes):
+        obs, _ = env.reset(seed=int(seeds.integers(2**31)))
+        episode_return, done = 0.0, False
+        while not done and not stop.is_set():
             obs, reward, terminated, truncated, _ = env.step(int(q[obs].argmax()))
-            returns[episode] += reward
-            done = terminated or truncated
+            episode_return, done = episode_return + float(reward), terminated or truncated
+        if not done:  # stopped mid-episode: only finished episodes count
+            break
+        returns.append(episode_return)
     env.close()
     return returns
 
 
-# == SHARED: td_main ==
 def main(args: Args) -> dict:
     check_args(args)
-    seed_everything(args.seed, args.torch_deterministic)
-    rng = np.random.default_rng(args.seed)  # the behaviour policy's coin flips and random actions
-    env = make_env(args.env_id, args.max_episode_steps)
+    env = make_env(args)
     table = env.unwrapped.P  # P[s][a] = [(prob, s', r, terminated)], used only by greedy_path
     q = np.zeros((env.observation_space.n, env.action_space.n))  # [S, A] action values Q
     if args.load_model:
-        q = load_q(args.load_model, q.shape)
-    run_dir, writer = start_run(args, args.env_id)
+        q = load_npz(args.load_model, q=q.shape)["q"].astype(np.float64)
+    model = np.full((*q.shape, 3), np.nan)  # [S, A, 3] Dyna-Q's model, (r, s', terminated); NaN: never seen
+    rng = np.random.default_rng(args.seed)  # the behaviour policy's coin flips and random actions
+    run_dir, writer, stop = start_run(args, args.env_id)
     progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
-    interrupted, start_time, global_step = False, time.time(), 0
-    episodes, num_updates, steps_to_target, abs_td_error = 0, 0, None, 0.0
+    start_time, global_step, episodes, num_updates, steps_to_target = time.time(), 0, 0, 0, None
+    abs_td_error, last_log = 0.0, 0
     obs, _ = env.reset(seed=args.seed)
-    start = obs
-    action = epsilon_greedy(q, obs, args.epsilon, rng)
-    try:
-        while global_step < args.total_steps:
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            global_step += 1
-            # a' is drawn before the update, as SARSA needs it; the siblings keep this order so that
-            # their diff shows only the target (for Q-learning it matters only when s' == s)
-            next_action = epsilon_greedy(q, next_obs, args.epsilon, rng)
-            target = td_target(reward, bootstrap_value(q, next_obs, next_action), terminated, args.gamma)
-            td_error = target - q[obs, action]
-            q[obs, action] += args.alpha * td_error  # Q(s, a) += alpha * (target - Q(s, a))
-            num_updates += 1
-            abs_td_error += abs(td_error)
-            if terminated or truncated:
-                episodes += 1
-                writer.add_scalar("charts/episodic_return", info["episode"]["r"], global_step)
-                writer.add_scalar("charts/episodic_length", info["episode"]["l"], global_step)
-                writer.add_scalar("losses/abs_td_error", abs_td_error / info["episode"]["l"], global_step)
-                abs_td_error = 0.0
+    start, action = obs, epsilon_greedy(q, obs, args.epsilon, rng)
+    while global_step < args.total_steps and not stop.is_set():
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        global_step += 1
+        # a' is drawn before the update, as SARSA needs it; the siblings keep this order so that their
+        # diff shows only the target (for Q-learning it matters only when s' == s; for Dyna-Q see its docs)
+        next_action = epsilon_greedy(q, next_obs, args.epsilon, rng)
+        target = td_target(reward, bootstrap_value(q, next_obs, next_action), terminated, args.gamma)
+        td_error = target - q[obs, action]
+        q[obs, action] += args.alpha * td_error  # Q(s, a) += alpha * (target - Q(s, a))
+        num_updates += 1 + plan(q, model, (obs, action, reward, next_obs, terminated), args, rng)
+        abs_td_error += abs(td_error)
+        if terminated or truncated:
+            episodes += 1
+            writer.add_scalar("charts/episodic_return", info["episode"]["r"], global_step)
+            if steps_to_target is None or episodes % 20 == 0:
                 path, path_return, reached = greedy_path(q, table, start)
-                if reached:
-                    writer.add_scalar("charts/greedy_return", path_return, global_step)
                 if reached and path_return >= args.target_return and steps_to_target is None:
                     steps_to_target = global_step
-                if episodes % 20 == 0:
-                    sps = global_step / max(time.time() - start_time, 1e-9)
-                    writer.add_scalar("charts/SPS", sps, global_step)
-                    progress.update(global_step - progress.n)
-                    progress.set_postfix(episodic_return=info["episode"]["r"], sps=f"{sps:.0f}")
-                next_obs, _ = env.reset()
-                next_action = epsilon_greedy(q, next_obs, args.epsilon, rng)
-            obs, action = next_obs, next_action
-    except KeyboardInterrupt:
-        interrupted = True
+            if episodes % 20 == 0:  # a TensorBoard scalar costs ~50 us: the rest every 20 episodes
+                sps = global_step / max(time.time() - start_time, 1e-9)
+                writer.add_scalar("charts/episodic_length", info["episode"]["l"], global_step)
+                writer.add_scalar("losses/abs_td_error", abs_td_error / (global_step - last_log), global_step)
+                if reached:
+                    writer.add_scalar("charts/greedy_return", path_return, global_step)
+                writer.add_scalar("charts/SPS", sps, global_step)
+                progress.update(global_step - progress.n)
+                progress.set_postfix(episodic_return=info["episode"]["r"], sps=f"{sps:.0f}")
+                abs_td_error, last_log = 0.0, global_step
+            next_obs, _ = env.reset()
+            next_action = epsilon_greedy(q, next_obs, args.epsilon, rng)
+        obs, action = next_obs, next_action
     progress.update(global_step - progress.n)
     progress.close()
-    train_seconds = time.time() - start_time
-    eval_env = make_env(args.env_id, args.max_episode_steps, "rgb_array" if args.capture_video else None)
-    if args.capture_video:
-        eval_env = gym.wrappers.RecordVideo(
-            eval_env, f"{run_dir}/videos", episode_trigger=lambda e: True, disable_logger=True
-        )
-    returns = evaluate(q, eval_env, args.eval_episodes, args.seed)
+    train_seconds, interrupted = time.time() - start_time, stop.is_set()
+    stop.clear()  # from here a stop ends the evaluation
+    returns = evaluate(q, args, run_dir, stop)
     if args.save_model:
-        np.savez(os.path.join(run_dir, "model.npz"), q=q)
+        write_atomic(f"{run_dir}/model.npz", lambda f: np.savez(f, q=q))
     path, path_return, reached = greedy_path(q, table, start)
-    print(policy_grid(q, table, env.unwrapped.shape, path))
     print(
         f"greedy path: {len(path) - 1} steps, return {path_return:g}" if reached else "greedy path: no goal"
     )
-    summary = {
-        "algo": os.path.basename(__file__)[: -len(".py")],
-        "env_id": args.env_id,
-        "seed": args.seed,
-        "total_steps": global_step,
-        "num_updates": num_updates,
-        "train_seconds": round(train_seconds, 3),
-        "steps_per_second": round(global_step / max(train_seconds, 1e-9), 1),
-        "eval_episodes": args.eval_episodes,
-        "eval_return_mean": float(returns.mean()),
-        "eval_return_std": float(returns.std()),
-        "interrupted": interrupted,
-        "run_dir": run_dir,
-        "episodes": episodes,
-        "path_length": len(path) - 1 if reached else None,
-        "steps_to_target": steps_to_target,
-    }
-    return finish_run(summary, writer, args.track)
+    return finish_run(
+        args, run_dir, writer, returns, total_steps=global_step, num_updates=num_updates,
+        train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(), episodes=episodes,
+        path_length=len(path) - 1 if reached else None, steps_to_target=steps_to_target,
+    )  # fmt: skip
 
 
+# == SHARED: td_checks ==
+def check_args(args: Args) -> None:
+    """Reject values the run cannot use, before anything is written."""
+    at_least = {"total_steps": 0, "eval_episodes": 1, "max_episode_steps": 1, "planning_steps": 0}
+    check_common_args(
+        args, {k: v for k, v in at_least.items() if hasattr(args, k)}, ("alpha", "gamma", "epsilon")
+    )
+    if not args.alpha > 0.0:
+        fail(f"--alpha must be in (0, 1], got {args.alpha}")
+    check_memory(8 * getattr(args, "planning_steps", 0), "--planning-steps")  # Dyna-Q's draws per real step
+    check_env(args.env_id, args.capture_video)
+    if not args.env_id.startswith("CliffWalking"):
+        fail(f"--env-id {args.env_id!r}: this file needs a CliffWalking grid")
+
+
+# == SHARED: table_loader ==
+def load_npz(path: str, **shapes: tuple) -> dict:
+    """Read `--load-model`: the arrays named in `shapes`, of those shapes, finite numbers; else one line."""
+    try:
+        with np.load(path, allow_pickle=False) as data:  # an object array would need pickle: refused
+            arrays = {name: data[name] for name in shapes}
+    except Exception as error:  # missing, not an npz, a key missing
+        fail(f"cannot load --load-model {path!r}: {type(error).__name__}: {error}")
+    for name, array in arrays.items():
+        if array.shape != shapes[name] or array.dtype.kind not in "iuf" or not np.isfinite(array).all():
+            fail(f"--load-model {path!r}: {name} is {array.dtype} {array.shape}, want finite {shapes[name]}")
+    return arrays
+
+
+# == SHARED: run_helpers ==
+def fail(message: str) -> NoReturn:
+    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
+    raise SystemExit(f"error: {' '.join(message.split())}")
+
+
+def check_common_args(args, at_least: dict, unit_interval: tuple = ()) -> None:
+    """Stop on what no run can use: NaN or inf in any field, a seed outside [0, 2**32), a field below its
+    minimum (`at_least`) or outside [0, 1] (`unit_interval`)."""
+    for name, value in asdict(args).items():
+        items = value if isinstance(value, tuple) else [value]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    bounds = {"seed": (0, 2**32 - 1), **{n: (low, math.inf) for n, low in at_least.items()}}
+    for name, (low, high) in (bounds | {n: (0.0, 1.0) for n in unit_interval}).items():
+        if not low <= getattr(args, name) <= high:
+            fail(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {getattr(args, name)}")
+
+
+def check_memory(nbytes: float, flags: str) -> None:
+    """Stop before allocating when an estimate of the buffers exceeds this machine's physical memory."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else math.inf
+    if nbytes > total:
+        fail(f"{flags} would need {nbytes / 2**30:,.1f} GiB of memory, more than this machine has")
+
+
+def write_atomic(path: str, write: Callable) -> None:
+    """`write(file)` to a temporary name, then rename: a run killed outright never leaves half a file."""
+    with open(path + ".tmp", "wb") as f:
+        write(f)
+    os.replace(path + ".tmp", path)
+
+
+def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
+    """Seed python and numpy; create the run directory with `args.json`, the TensorBoard writer, the W&B run.
+    From here Ctrl-C (SIGINT) and SIGTERM only set the returned event, which the loops read between steps: a
+    stop at any moment ends training, then the evaluation, and a second one cannot cut a file."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = base = os.path.join(args.runs_dir, name)
+    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
+        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
+    try:
+        os.makedirs(run_dir)
+    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
+    if args.track:
+        import wandb
+
+        kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args))
+        kwargs |= dict(name=os.path.basename(run_dir), dir=run_dir, sync_tensorboard=True, save_code=True)
+        wandb.init(**kwargs)
+    write_atomic(f"{run_dir}/args.json", lambda f: f.write(json.dumps(asdict(args), indent=2).encode()))
+    stop, main_thread = threading.Event(), threading.current_thread() is threading.main_thread()
+    for sig in (signal.SIGINT, signal.SIGTERM) if main_thread else ():  # only the main thread gets signals
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job (nohup, &) keeps ignoring it
+            signal.signal(sig, lambda signum, frame: stop.set())
+    return run_dir, Writer(run_dir), stop
+
+
+def finish_run(args, run_dir: str, writer: Writer, returns: list, **figures) -> dict:
+    """Write the summary (CONVENTIONS 4) to `summary.json` and print it as the last line of stdout: the
+    evaluation over the episodes that finished, NaN or inf as null. A stop after this is ignored."""
+    mean, std = (float(np.mean(returns)), float(np.std(returns))) if len(returns) else (None, None)
+    sps = round(figures["total_steps"] / max(figures["train_seconds"], 1e-9), 1)
+    summary = {"algo": os.path.basename(__file__)[:-3], "env_id": args.env_id, "seed": args.seed, **figures}
+    summary |= {"steps_per_second": sps, "eval_episodes": len(returns), "eval_return_mean": mean}
+    summary |= {"eval_return_std": std, "run_dir": run_dir}
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+    writer.close()
+    write_atomic(f"{run_dir}/summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    print(json.dumps(summary), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written: a late stop must not fail the exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return summary
+
+
+# == SHARED: gym_helpers ==
+def check_env(env_id: str, capture_video: bool) -> None:
+    """Build the environment once: an unknown id, or one whose extra is not installed, stops here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's deprecation notes for old versions
+            gym.make(env_id, render_mode="rgb_array" if capture_video else None).close()
+    except gym.error.DependencyNotInstalled as error:
+        fail(f"--env-id {env_id!r} needs a package that is not installed: {str(error).splitlines()[0]}")
+    except Exception as error:
+        fail(f"cannot make --env-id {env_id!r}: {type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+# == SHARED: entry_point ==
 if __name__ == "__main__":
     main(tyro.cli(Args))

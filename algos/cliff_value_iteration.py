@@ -4,24 +4,27 @@ Policy iteration with its evaluation cut to a single sweep: every sweep applies 
 optimality backup V(s) <- max_a [r(s, a) + gamma sum_s' p(s'|s, a) V(s')] until no value moves by theta.
 Reference: Sutton & Barto (2nd ed.), section 4.4.
 Run:  python algos/cliff_value_iteration.py
-Docs: docs/algorithms/cliff_value_iteration.md   Parent: cliff_policy_iteration.py (sibling:
+Docs: docs/algorithms/cliff_value_iteration.md   Parent: cliff_policy_iteration.py (child:
 frozenlake_value_iteration.py)
 Shapes: S states (4 x 12 grid cells), A = 4 actions, S' next states; V [S], Q [S, A], P [S, A, S'].
 """
 
 import json
+import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
-from typing import NoReturn, Optional
+from typing import Callable, NoReturn, Optional
 
 import gymnasium as gym
 import numpy as np
-import torch
 import tyro
-from torch.utils.tensorboard import SummaryWriter
+from tensorboard.summary import Writer
 from tqdm import tqdm
 
 
@@ -31,11 +34,7 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment (run directory and W&B run name)"""
     seed: int = 1
-    """seeds python, numpy, torch, the environments and their action spaces"""
-    torch_deterministic: bool = True
-    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
-    cuda: bool = True
-    """use a GPU when one is present; the CPU otherwise, silently"""
+    """seeds python, numpy (and torch), the environments and their action spaces; in [0, 2**32)"""
     track: bool = False
     """log to Weights & Biases (works offline with `WANDB_MODE=offline`)"""
     wandb_project_name: str = "rl-algos"
@@ -70,71 +69,12 @@ class Args:
     """most outer iterations (policy iteration: improvements, value iteration: sweeps); 0 only evaluates the policy"""
     tie_tolerance: float = 1e-8
     """actions whose Q(s, a) lie within this of the best are tied; ties go to the lowest action index"""
-    # == ALGO: value_iteration ==
+    # == ALGO: algo_args ==
     # (no fields of its own: a sweep of the optimality backup needs only gamma, theta and max_iterations)
-
-
-# == SHARED: run_helpers ==
-def fail(message: str) -> NoReturn:
-    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
-    raise SystemExit(f"error: {message}")
-
-
-def seed_everything(seed: int, torch_deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = torch_deterministic
-
-
-def start_run(args, env_id: str) -> tuple[str, SummaryWriter]:
-    """Create the run directory, the TensorBoard writer and (with --track) the W&B run."""
-    run_dir = os.path.join(args.runs_dir, f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    suffix = 0
-    while os.path.exists(run_dir + (f"-{suffix}" if suffix else "")):
-        suffix += 1
-    run_dir += f"-{suffix}" if suffix else ""
-    os.makedirs(run_dir)
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=asdict(args),
-            name=os.path.basename(run_dir),
-            dir=run_dir,
-            save_code=True,
-        )
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump(asdict(args), f, indent=2)
-    writer = SummaryWriter(run_dir)
-    table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    return run_dir, writer
-
-
-def finish_run(summary: dict, writer: SummaryWriter, track: bool) -> dict:
-    """Close the loggers, write `summary.json` and print it as the last line of stdout."""
-    writer.close()
-    with open(os.path.join(summary["run_dir"], "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    if track:
-        import wandb
-
-        wandb.finish()
-    print(json.dumps(summary), flush=True)
-    return summary
 
 
 # == ENV: cliff_walking ==
 ARROWS = "↑→↓←"  # CliffWalking actions: 0 up, 1 right, 2 down, 3 left
-
-
-def check_env_args(args: Args) -> None:
-    if args.env_id != "CliffWalking-v1":
-        fail(f"unknown --env-id {args.env_id!r}: this file plans on CliffWalking-v1 only")
 
 
 def make_env(args: Args, render_mode: Optional[str] = None) -> gym.Env:
@@ -154,39 +94,12 @@ def grid_labels(env: gym.Env) -> np.ndarray:
     return labels
 
 
+def check_env_args(args: Args) -> None:
+    if args.env_id != "CliffWalking-v1":
+        fail(f"unknown --env-id {args.env_id!r}: this file plans on CliffWalking-v1 only")
+
+
 # == SHARED: dp_core ==
-def check_args(args: Args) -> None:
-    """Reject values the run cannot use, before anything is written."""
-    if args.max_iterations < 0:
-        fail(f"--max-iterations must be >= 0, got {args.max_iterations}")
-    if not 0.0 <= args.gamma <= 1.0:
-        fail(f"--gamma must be in [0, 1], got {args.gamma}")
-    if not args.theta > 0.0:
-        fail(f"--theta must be > 0, got {args.theta}")
-    if not args.tie_tolerance >= 0.0:
-        fail(f"--tie-tolerance must be >= 0, got {args.tie_tolerance}")
-    if args.eval_episodes < 1:
-        fail(f"--eval-episodes must be >= 1, got {args.eval_episodes}")
-    if args.max_episode_steps < 1:
-        fail(f"--max-episode-steps must be >= 1, got {args.max_episode_steps}")
-    check_env_args(args)
-    check_algo_args(args)
-
-
-def load_model(path: str, num_states: int, num_actions: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read a saved value table V [S] and policy [S] from an `.npz` file."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            values, policy = data["V"].astype(np.float64), data["policy"]
-    except Exception as error:  # missing, not an npz, missing keys
-        fail(f"cannot load --load-model {path!r}: {error}")
-    if values.shape != (num_states,) or policy.shape != (num_states,) or policy.dtype.kind not in "iu":
-        fail(f"--load-model {path!r} does not hold V and integer policy for the {num_states} states here")
-    if not (np.isfinite(values).all() and 0 <= policy.min() and policy.max() < num_actions):
-        fail(f"--load-model {path!r} holds non-finite values or actions outside 0..{num_actions - 1}")
-    return values, policy.astype(np.int64)
-
-
 def transition_tables(env: gym.Env) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The environment's own model, `env.unwrapped.P[s][a] = [(p, s', r, terminated), ...]`, as arrays."""
     num_states, num_actions = env.observation_space.n, env.action_space.n
@@ -216,10 +129,6 @@ def greedy_policy(Q: np.ndarray, tie_tolerance: float) -> np.ndarray:
 
 
 # == ALGO: value_iteration ==
-def check_algo_args(args: Args) -> None:
-    """Value iteration has no fields of its own to check."""
-
-
 def bellman_optimality_backup(
     P: np.ndarray, R: np.ndarray, terminal: np.ndarray, V: np.ndarray, gamma: float, tie_tolerance: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -237,100 +146,204 @@ def dp_iteration(
 
 
 # == SHARED: dp_main ==
-def print_grid(V: np.ndarray, policy: np.ndarray, labels: np.ndarray) -> None:
-    """Print the value grid and the greedy policy as arrows (letters mark goal, holes, cliff)."""
-    print("V(s):")
-    for row in V.reshape(labels.shape):  # [S] -> [rows, cols]
-        print(" ".join(f"{v:8.3f}" for v in row))
-    print("greedy policy:")
-    for actions, marks in zip(policy.reshape(labels.shape), labels):
-        print(" ".join(mark or ARROWS[a] for a, mark in zip(actions, marks)))
-
-
-def evaluate(
-    policy: np.ndarray, env: gym.Env, goal_states: np.ndarray, eval_episodes: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run the policy in the real environment; returns the episodes' returns, lengths, goal reached [N]."""
-    returns, lengths, successes = np.zeros(eval_episodes), np.zeros(eval_episodes), np.zeros(eval_episodes)
-    for episode in range(eval_episodes):
-        state, _ = env.reset(seed=seed if episode == 0 else None)  # one seed, then the env's own stream
-        terminated = truncated = False
-        while not (terminated or truncated):
-            state, _, terminated, truncated, info = env.step(int(policy[state]))
-        returns[episode], lengths[episode] = info["episode"]["r"], info["episode"]["l"]
-        successes[episode] = terminated and state in goal_states
-    return returns, lengths, successes
+def evaluate(policy: np.ndarray, args: Args, run_dir: str, goal_states: np.ndarray, stop) -> list[list]:
+    """The policy in the real environment, on start states of the evaluation's own; for the episodes that
+    finished: [returns, lengths, goal reached (0 or 1)]."""
+    env = make_env(args, render_mode="rgb_array" if args.capture_video else None)
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", lambda e: True, disable_logger=True)
+    seeds, episodes = np.random.default_rng([args.seed, 1]), [[], [], []]  # no other --seed starts from these
+    for _ in range(args.eval_episodes):
+        state, _ = env.reset(seed=int(seeds.integers(2**31)))
+        episode_return, length, done = 0.0, 0, False
+        while not done and not stop.is_set():
+            state, reward, terminated, truncated, _ = env.step(int(policy[state]))
+            episode_return, length, done = episode_return + float(reward), length + 1, terminated or truncated
+        if not done:  # stopped mid-episode: only finished episodes count
+            break
+        for values, value in zip(
+            episodes, (episode_return, length, float(terminated and state in goal_states))
+        ):
+            values.append(value)
+    env.close()
+    return episodes
 
 
 def main(args: Args) -> dict:
     check_args(args)
-    seed_everything(args.seed, args.torch_deterministic)
     env = make_env(args)
     P, R, terminal = transition_tables(env)  # [S, A, S'], [S, A], [S]
-    num_states, num_actions = R.shape
     start = env.unwrapped.initial_state_distrib  # [S] distribution of the first state
-    V = np.zeros(num_states)  # [S] value estimate
-    policy = np.zeros(num_states, dtype=np.int64)  # [S] pi(s), action 0 everywhere at first
+    V, policy = (
+        np.zeros(len(terminal)),
+        np.zeros(len(terminal), dtype=np.int64),
+    )  # [S] V(s); pi(s) = 0 at first
     if args.load_model:
-        V, policy = load_model(args.load_model, num_states, num_actions)
-    run_dir, writer = start_run(args, args.env_id)
+        V, policy = load_npz(args.load_model, V=V.shape, policy=policy.shape).values()
+        if policy.dtype.kind not in "iu" or not 0 <= policy.min() <= policy.max() < R.shape[1]:
+            fail(f"--load-model {args.load_model!r}: policy must hold actions 0..{R.shape[1] - 1}")
+        V, policy = V.astype(np.float64), policy.astype(np.int64)
+    run_dir, writer, stop = start_run(args, args.env_id)
     progress = tqdm(total=args.max_iterations, disable=not (args.progress and sys.stderr.isatty()))
-    interrupted, start_time, iterations, sweeps = False, time.time(), 0, 0
-    try:
-        while iterations < args.max_iterations:
-            V_new, new_policy, new_sweeps, converged = dp_iteration(P, R, terminal, V, policy, args)
-            delta, changed = np.abs(V_new - V).max(), int((new_policy != policy).sum())
-            V, policy, iterations, sweeps = V_new, new_policy, iterations + 1, sweeps + new_sweeps
-            progress.update(1)
-            if converged or iterations == args.max_iterations or iterations & (iterations - 1) == 0:
-                # at iterations 1, 2, 4, 8, ... and the last: value iteration may sweep thousands of times
-                writer.add_scalar("losses/value_change", delta, iterations)
-                writer.add_scalar("charts/policy_changes", changed, iterations)
-                writer.add_scalar("charts/start_state_value", start @ V, iterations)
-                progress.set_postfix(delta=f"{delta:.2e}")
-            if converged:
-                break
-    except KeyboardInterrupt:
-        interrupted = True
+    start_time, iterations, sweeps = time.time(), 0, 0
+    while iterations < args.max_iterations and not stop.is_set():
+        V_new, new_policy, new_sweeps, converged = dp_iteration(P, R, terminal, V, policy, args)
+        delta, changed = np.abs(V_new - V).max(), int((new_policy != policy).sum())
+        V, policy, iterations, sweeps = V_new, new_policy, iterations + 1, sweeps + new_sweeps
+        progress.update(1)
+        if converged or iterations == args.max_iterations or iterations & (iterations - 1) == 0:
+            # at iterations 1, 2, 4, 8, ... and the last: value iteration may sweep thousands of times
+            writer.add_scalar("losses/value_change", delta, iterations)
+            writer.add_scalar("charts/policy_changes", changed, iterations)
+            writer.add_scalar("charts/start_state_value", start @ V, iterations)
+            progress.set_postfix(delta=f"{delta:.2e}")
+        if converged:
+            break
     progress.close()
-    train_seconds = time.time() - start_time
-    writer.add_scalar("charts/SPS", sweeps * num_states / max(train_seconds, 1e-9), iterations)
+    train_seconds, interrupted = time.time() - start_time, stop.is_set()
+    writer.add_scalar("charts/SPS", sweeps * len(V) / max(train_seconds, 1e-9), iterations)
     labels = grid_labels(env)  # [rows, cols]
-    print_grid(V, policy, labels)
-    eval_env = make_env(args, render_mode="rgb_array" if args.capture_video else None)
-    if args.capture_video:
-        eval_env = gym.wrappers.RecordVideo(
-            eval_env, f"{run_dir}/videos", episode_trigger=lambda e: True, disable_logger=True
+    for row, actions, marks in zip(V.reshape(labels.shape), policy.reshape(labels.shape), labels):
+        print(
+            " ".join(f"{v:8.3f}" for v in row), "  ", " ".join(m or ARROWS[a] for a, m in zip(actions, marks))
         )
-    eval_env = gym.wrappers.RecordEpisodeStatistics(eval_env)
-    goal_states = np.flatnonzero(labels.ravel() == "G")
-    returns, lengths, successes = evaluate(policy, eval_env, goal_states, args.eval_episodes, args.seed)
-    eval_env.close()
+    stop.clear()  # from here a stop ends the evaluation
+    returns, lengths, successes = evaluate(policy, args, run_dir, np.flatnonzero(labels.ravel() == "G"), stop)
     for episode, (episode_return, length) in enumerate(zip(returns, lengths)):
         writer.add_scalar("eval/episodic_return", episode_return, episode)
         writer.add_scalar("eval/episodic_length", length, episode)
     if args.save_model:
-        np.savez(os.path.join(run_dir, "model.npz"), V=V, policy=policy)
-    summary = {
-        "algo": os.path.basename(__file__)[: -len(".py")],
-        "env_id": args.env_id,
-        "seed": args.seed,
-        "total_steps": sweeps * num_states,
-        "num_updates": sweeps,
-        "train_seconds": round(train_seconds, 3),
-        "steps_per_second": round(sweeps * num_states / max(train_seconds, 1e-9), 1),
-        "eval_episodes": args.eval_episodes,
-        "eval_return_mean": float(returns.mean()),
-        "eval_return_std": float(returns.std()),
-        "interrupted": interrupted,
-        "run_dir": run_dir,
-        "iterations": iterations,
-        "start_state_value": float(start @ V),
-        "success_rate": float(successes.mean()),
-        "eval_length_mean": float(lengths.mean()),
-    }
-    return finish_run(summary, writer, args.track)
+        write_atomic(f"{run_dir}/model.npz", lambda f: np.savez(f, V=V, policy=policy))
+    return finish_run(
+        args, run_dir, writer, returns, total_steps=sweeps * len(V), num_updates=sweeps,
+        train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(),
+        iterations=iterations, start_state_value=float(start @ V),
+        success_rate=float(np.mean(successes)) if successes else None,
+        eval_length_mean=float(np.mean(lengths)) if lengths else None,
+    )  # fmt: skip
 
 
+# == SHARED: dp_checks ==
+def check_args(args: Args) -> None:
+    """Reject values the run cannot use, before anything is written."""
+    at_least = {"max_iterations": 0, "eval_episodes": 1, "max_episode_steps": 1, "max_evaluation_sweeps": 1}
+    check_common_args(args, {k: v for k, v in at_least.items() if hasattr(args, k)}, ("gamma",))
+    if not (args.theta > 0.0 and args.tie_tolerance >= 0.0):
+        fail(f"--theta must be > 0 and --tie-tolerance >= 0, got {args.theta} and {args.tie_tolerance}")
+    check_env(args.env_id, args.capture_video)
+    check_env_args(args)
+
+
+# == SHARED: table_loader ==
+def load_npz(path: str, **shapes: tuple) -> dict:
+    """Read `--load-model`: the arrays named in `shapes`, of those shapes, finite numbers; else one line."""
+    try:
+        with np.load(path, allow_pickle=False) as data:  # an object array would need pickle: refused
+            arrays = {name: data[name] for name in shapes}
+    except Exception as error:  # missing, not an npz, a key missing
+        fail(f"cannot load --load-model {path!r}: {type(error).__name__}: {error}")
+    for name, array in arrays.items():
+        if array.shape != shapes[name] or array.dtype.kind not in "iuf" or not np.isfinite(array).all():
+            fail(f"--load-model {path!r}: {name} is {array.dtype} {array.shape}, want finite {shapes[name]}")
+    return arrays
+
+
+# == SHARED: run_helpers ==
+def fail(message: str) -> NoReturn:
+    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
+    raise SystemExit(f"error: {' '.join(message.split())}")
+
+
+def check_common_args(args, at_least: dict, unit_interval: tuple = ()) -> None:
+    """Stop on what no run can use: NaN or inf in any field, a seed outside [0, 2**32), a field below its
+    minimum (`at_least`) or outside [0, 1] (`unit_interval`)."""
+    for name, value in asdict(args).items():
+        items = value if isinstance(value, tuple) else [value]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    bounds = {"seed": (0, 2**32 - 1), **{n: (low, math.inf) for n, low in at_least.items()}}
+    for name, (low, high) in (bounds | {n: (0.0, 1.0) for n in unit_interval}).items():
+        if not low <= getattr(args, name) <= high:
+            fail(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {getattr(args, name)}")
+
+
+def check_memory(nbytes: float, flags: str) -> None:
+    """Stop before allocating when an estimate of the buffers exceeds this machine's physical memory."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else math.inf
+    if nbytes > total:
+        fail(f"{flags} would need {nbytes / 2**30:,.1f} GiB of memory, more than this machine has")
+
+
+def write_atomic(path: str, write: Callable) -> None:
+    """`write(file)` to a temporary name, then rename: a run killed outright never leaves half a file."""
+    with open(path + ".tmp", "wb") as f:
+        write(f)
+    os.replace(path + ".tmp", path)
+
+
+def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
+    """Seed python and numpy; create the run directory with `args.json`, the TensorBoard writer, the W&B run.
+    From here Ctrl-C (SIGINT) and SIGTERM only set the returned event, which the loops read between steps: a
+    stop at any moment ends training, then the evaluation, and a second one cannot cut a file."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = base = os.path.join(args.runs_dir, name)
+    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
+        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
+    try:
+        os.makedirs(run_dir)
+    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
+    if args.track:
+        import wandb
+
+        kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args))
+        kwargs |= dict(name=os.path.basename(run_dir), dir=run_dir, sync_tensorboard=True, save_code=True)
+        wandb.init(**kwargs)
+    write_atomic(f"{run_dir}/args.json", lambda f: f.write(json.dumps(asdict(args), indent=2).encode()))
+    stop, main_thread = threading.Event(), threading.current_thread() is threading.main_thread()
+    for sig in (signal.SIGINT, signal.SIGTERM) if main_thread else ():  # only the main thread gets signals
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job (nohup, &) keeps ignoring it
+            signal.signal(sig, lambda signum, frame: stop.set())
+    return run_dir, Writer(run_dir), stop
+
+
+def finish_run(args, run_dir: str, writer: Writer, returns: list, **figures) -> dict:
+    """Write the summary (CONVENTIONS 4) to `summary.json` and print it as the last line of stdout: the
+    evaluation over the episodes that finished, NaN or inf as null. A stop after this is ignored."""
+    mean, std = (float(np.mean(returns)), float(np.std(returns))) if len(returns) else (None, None)
+    sps = round(figures["total_steps"] / max(figures["train_seconds"], 1e-9), 1)
+    summary = {"algo": os.path.basename(__file__)[:-3], "env_id": args.env_id, "seed": args.seed, **figures}
+    summary |= {"steps_per_second": sps, "eval_episodes": len(returns), "eval_return_mean": mean}
+    summary |= {"eval_return_std": std, "run_dir": run_dir}
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+    writer.close()
+    write_atomic(f"{run_dir}/summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    print(json.dumps(summary), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written: a late stop must not fail the exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return summary
+
+
+# == SHARED: gym_helpers ==
+def check_env(env_id: str, capture_video: bool) -> None:
+    """Build the environment once: an unknown id, or one whose extra is not installed, stops here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's deprecation notes for old versions
+            gym.make(env_id, render_mode="rgb_array" if capture_video else None).close()
+    except gym.error.DependencyNotInstalled as error:
+        fail(f"--env-id {env_id!r} needs a package that is not installed: {str(error).splitlines()[0]}")
+    except Exception as error:
+        fail(f"cannot make --env-id {env_id!r}: {type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+# == SHARED: entry_point ==
 if __name__ == "__main__":
     main(tyro.cli(Args))

@@ -1,29 +1,34 @@
-"""CQL: conservative Q-learning, offline, on Pendulum, from a fixed dataset and nothing else.
+"""CQL on Pendulum-v1: SAC trained offline, from a fixed dataset, with a conservative critic penalty.
 
-SAC trained only on logged transitions overestimates actions the data never tried; CQL adds to the
-critic loss cql_alpha * (logsumexp_a Q(s, a) - Q(s, a_data)), pushing Q down on actions the policy
-or a uniform proposal picks and up on the data's. `--cql-alpha 0` is plain offline SAC. Without
-`--dataset`, a short online SAC run builds a "medium-replay" set (its whole replay buffer) first.
+Offline SAC over-estimates the actions its data never tried, and its actor climbs towards them; CQL
+adds cql_alpha * (logsumexp_a Q(s, a) - Q(s, a_data)) to the critic loss: Q goes down on actions a broad
+proposal picks and up on the data's. `--cql-alpha 0` is plain offline SAC. Without `--dataset`, online
+SAC builds one: its replay buffer (`--dataset-kind replay`) or its final policy with small noise (`policy`).
 Paper: Kumar et al. 2020, https://arxiv.org/abs/2006.04779   Run: python algos/cql_pendulum.py
-Docs: docs/algorithms/cql_pendulum.md   Parent: none (stands alone; its SAC follows sac_pendulum)
-Shapes: B batch, N actions per proposal, D dataset transitions, O obs dim, A action dim.
+Docs: docs/algorithms/cql_pendulum.md   Parent: sac_pendulum.py
+Shapes: B batch, O obs dim, A action dim, N critics (2 here).
 """
 
+import copy
 import json
+import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
-from typing import NoReturn, Optional
+from typing import Callable, Literal, NoReturn, Optional
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import tyro
-from torch.distributions import Normal
-from torch.utils.tensorboard import SummaryWriter
+from tensorboard.summary import Writer
 from tqdm import tqdm
 
 
@@ -33,11 +38,7 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment (run directory and W&B run name)"""
     seed: int = 1
-    """seeds python, numpy, torch, the environments and their action spaces"""
-    torch_deterministic: bool = True
-    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
-    cuda: bool = True
-    """use a GPU when one is present; the CPU otherwise, silently"""
+    """seeds python, numpy (and torch), the environments and their action spaces; in [0, 2**32)"""
     track: bool = False
     """log to Weights & Biases (works offline with `WANDB_MODE=offline`)"""
     wandb_project_name: str = "rl-algos"
@@ -54,347 +55,491 @@ class Args:
     """parent folder of the run directories"""
     progress: bool = True
     """show a progress bar on a terminal (`--no-progress` silences it)"""
+    # == SHARED: torch_args ==
+    torch_deterministic: bool = True
+    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
+    cuda: bool = True
+    """use a GPU when one is present; the CPU otherwise, silently"""
+    torch_threads: int = 1
+    """torch intra-op threads; the small networks here update fastest on one (measure before raising it)"""
     # == ENV: pendulum ==
     env_id: str = "Pendulum-v1"
-    """gymnasium id; any env with a flat Box observation and a Box action space"""
+    """gymnasium id of a task with a Box action space (Pendulum-v1: 200 steps, never terminates)"""
     total_steps: int = 4000
-    """OFFLINE gradient steps of the CQL agent (no environment steps: the dataset is all it sees)"""
+    """OFFLINE gradient steps of the fresh agent on the dataset (no environment step: the data is all it sees)"""
     eval_episodes: int = 10
-    """episodes of the final deterministic evaluation (the only environment steps after the dataset)"""
+    """episodes of the final deterministic evaluation, on start states of its own drawn from `--seed`"""
+    # == SHARED: continuous_args ==
+    hidden_dim: int = 64
+    """units in each of the two hidden layers of the actor and of every critic"""
+    buffer_size: int = 20000
+    """transitions the replay buffer holds; the oldest are overwritten"""
+    learning_starts: int = 1000
+    """environment steps of uniformly random actions before the first update (warm-up)"""
+    batch_size: int = 128
+    """B, transitions sampled from the buffer per gradient update"""
+    gradient_steps: int = 1
+    """gradient updates per environment step after the warm-up (the update-to-data ratio)"""
+    gamma: float = 0.99
+    """gamma, discount factor of the TD target"""
+    tau: float = 0.005
+    """Polyak rate: theta_target <- tau * theta + (1 - tau) * theta_target, after every update"""
+    q_lr: float = 1e-3
+    """Adam step size of the critic(s)"""
+    policy_lr: float = 1e-3
+    """Adam step size of the actor"""
+    save_buffer: bool = False
+    """write the replay buffer to `<run dir>/buffer.npz`, the offline dataset cql_pendulum.py reads"""
     # == ALGO: cql_pendulum ==
     dataset: Optional[str] = None
-    """`.npz` with observations, actions, rewards, next_observations, terminations; None builds one"""
+    """`.npz` with the five KEYS (the `--save-buffer` layout), the whole training data; None: build one"""
+    dataset_kind: Literal["replay", "policy"] = "replay"
+    """the built data: online SAC's replay buffer, or `--buffer-size` steps of its final policy plus noise"""
     dataset_steps: int = 8000
-    """environment steps of the online SAC run whose whole replay buffer becomes the dataset (D)"""
-    learning_starts: int = 1000
-    """uniformly random actions before the dataset-building SAC starts learning (env steps)"""
-    gamma: float = 0.99
-    """discount factor gamma"""
-    tau: float = 0.005
-    """Polyak rate of the target critics: theta' <- tau * theta + (1 - tau) * theta'"""
-    batch_size: int = 128
-    """B, transitions per gradient step (online and offline)"""
-    hidden_dim: int = 128
-    """width of the two hidden layers of the actor and of each critic"""
-    policy_lr: float = 3e-4
-    """Adam step size of the actor (and of log_alpha, the entropy temperature)"""
-    q_lr: float = 1e-3
-    """Adam step size of the twin critics"""
+    """environment steps of the online SAC run that builds the dataset (`--learning-starts` of them random)"""
+    dataset_noise: float = 0.1
+    """sigma of the Gaussian noise on the final policy's action (`policy` data), a fraction of the half-range"""
     cql_alpha: float = 1.0
     """weight of the conservative penalty logsumexp_a Q(s, a) - Q(s, a_data); 0 is plain offline SAC"""
     cql_num_actions: int = 4
-    """N, actions per state from each proposal (uniform, pi(s), pi(s')) in the logsumexp"""
+    """actions per state from each proposal (uniform, pi(.|s), pi(.|s')) in the logsumexp"""
+    # == SHARED: sac_args ==
+    log_std_bounds: tuple[float, float] = (-5.0, 2.0)
+    """clamp of the actor's log sigma (of the Gaussian before the tanh)"""
+    alpha: float = 0.2
+    """alpha, entropy temperature: its fixed value with `--no-autotune`, its initial value otherwise"""
+    autotune: bool = True
+    """tune log alpha by gradient descent so that E[-log pi(a|s)] stays near -dim(A) nats"""
+    alpha_lr: float = 1e-3
+    """Adam step size of log alpha (with `--autotune`)"""
+
+
+# == SHARED: continuous_parts ==
+KEYS = ("observations", "actions", "rewards", "next_observations", "terminations")  # buffer and .npz keys
+
+
+def make_env(args: Args, render_mode: Optional[str] = None) -> gym.Env:
+    """One environment; episode statistics arrive in `info["episode"]` when it ends."""
+    return gym.wrappers.RecordEpisodeStatistics(gym.make(args.env_id, render_mode=render_mode))
+
+
+class Critic(nn.Module):
+    """N independent Q(s, a) MLPs, evaluated together by batched matrix products (one call, not N)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, num_critics: int):
+        super().__init__()
+        sizes = [obs_dim + act_dim, hidden_dim, hidden_dim, 1]
+        layers = [[nn.Linear(i, o) for _ in range(num_critics)] for i, o in zip(sizes, sizes[1:])]
+        self.weights = nn.ParameterList(torch.stack([lin.weight.T for lin in ls]).detach() for ls in layers)
+        self.biases = nn.ParameterList(torch.stack([lin.bias[None] for lin in ls]).detach() for ls in layers)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, action], dim=1).expand(len(self.weights[0]), -1, -1)  # [N, B, O + A]
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(bias, x, weight)  # [N, B, in] @ [N, in, out] -> [N, B, out]
+            x = F.relu(x) if i < len(self.weights) - 1 else x
+        return x[..., 0]  # [N, B, 1] -> [N, B]
+
+
+# == SHARED: soft_update ==
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging theta_target <- tau * theta + (1 - tau) * theta_target (tau = 1: hard copy)."""
+    with torch.no_grad():
+        for target_param, param in zip(target.parameters(), source.parameters()):
+            target_param.lerp_(param, tau)
+
+
+# == SHARED: sac_parts ==
+def squashed_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, scale: torch.Tensor):
+    """log pi(a|s) of a = scale * tanh(u) + bias, u ~ N(mean, exp(log_std)^2): log N(u) - sum_i log |da_i/du_i|,
+    log |da/du| = log scale + log(1 - tanh(u)^2) = log scale + 2 (log 2 - u - softplus(-2u)) (no overflow)."""
+    log_normal = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)  # [B, A]
+    log_det = torch.log(scale) + 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))  # [B, A] log |da/du|
+    return (log_normal - log_det).sum(dim=-1)  # [B, A] -> [B]
+
+
+class Actor(nn.Module):
+    """Squashed Gaussian policy: u ~ N(mu(s), sigma(s)^2), a = scale * tanh(u) + bias, inside the bounds."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, low, high, log_std_bounds):
+        super().__init__()
+        h = hidden_dim  # two hidden ReLU layers
+        self.net = nn.Sequential(
+            nn.Linear(obs_dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 2 * act_dim)
+        )
+        self.log_std_min, self.log_std_max = log_std_bounds  # clamp of log sigma
+        self.register_buffer("scale", torch.as_tensor((high - low) / 2, dtype=torch.float32))  # [A]
+        self.register_buffer("bias", torch.as_tensor((high + low) / 2, dtype=torch.float32))  # [A]
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample a ~ pi(.|s) (gradients flow through it) and its log pi(a|s)."""
+        mean, log_std = self.net(obs).chunk(2, dim=-1)  # [B, O] -> [B, A], [B, A]
+        log_std = log_std.clamp(self.log_std_min, self.log_std_max)  # [B, A]
+        u = mean + log_std.exp() * torch.randn_like(mean)  # [B, A]
+        return self.scale * torch.tanh(u) + self.bias, squashed_log_prob(u, mean, log_std, self.scale)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """The action sent to the environment: a sample while training, the squashed mean to evaluate."""
+        if deterministic:
+            return self.scale * torch.tanh(self.net(obs).chunk(2, dim=-1)[0]) + self.bias  # [B, O] -> [B, A]
+        return self(obs)[0]  # [B, O] -> [B, A]
+
+
+def td_target(actor, critic, rewards, next_obs, terminations, gamma: float, alpha) -> torch.Tensor:
+    """SAC target y = r + gamma * (1 - terminated) * (min_i Q_target_i(s', a') - alpha * log pi(a'|s')),
+    a' ~ pi(.|s') from the CURRENT actor, the TARGET critic. A truncation keeps the bootstrap."""
+    with torch.no_grad():
+        next_actions, next_log_prob = actor(next_obs)  # [B, O] -> [B, A], [B]
+        next_q = critic(next_obs, next_actions).min(dim=0).values - alpha * next_log_prob  # [N, B] -> [B]
+        return rewards + gamma * (1.0 - terminations) * next_q  # [B]
+
+
+def make_agent(args: Args, env: gym.Env, device: torch.device) -> tuple:
+    """Actor, twin critics and their Polyak target, log alpha, and the two Adam optimizers (log alpha
+    rides with the actor's, at its own step size)."""
+    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    low, high = env.action_space.low, env.action_space.high  # [A], [A]
+    actor = Actor(obs_dim, act_dim, args.hidden_dim, low, high, args.log_std_bounds).to(device)
+    critic = Critic(obs_dim, act_dim, args.hidden_dim, num_critics=2).to(device)  # twin critics
+    log_alpha = torch.tensor(math.log(args.alpha), device=device, requires_grad=args.autotune)
+    q_optimizer = torch.optim.Adam(critic.parameters(), lr=args.q_lr, fused=True)
+    actor_groups = [{"params": list(actor.parameters())}, {"params": [log_alpha], "lr": args.alpha_lr}]
+    actor_optimizer = torch.optim.Adam(actor_groups, lr=args.policy_lr, fused=True)
+    return actor, critic, copy.deepcopy(critic), log_alpha, (q_optimizer, actor_optimizer)
+
+
+# == ALGO: cql_pendulum ==
+def cql_proposals(actor, critic, obs, next_obs, num_actions: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q of K = 3 * num_actions proposed actions per state (from U(box), pi(.|s), pi(.|s')) and their log
+    density log mu(a|s), the importance weights of the logsumexp: [N, B, K] and [B, K]."""
+    with torch.no_grad():
+        pi_actions, pi_log_prob = actor(obs.repeat_interleave(num_actions, dim=0))  # [B*n, A], [B*n]
+        next_actions, next_log_prob = actor(next_obs.repeat_interleave(num_actions, dim=0))  # same
+        uniform = (torch.rand_like(pi_actions) * 2 - 1) * actor.scale + actor.bias  # [B*n, A]
+    log_uniform = -torch.log(2 * actor.scale).sum().expand(len(uniform))  # [B*n] log density of U(box)
+    actions = torch.cat([x.view(len(obs), num_actions, -1) for x in (uniform, pi_actions, next_actions)], 1)
+    q = critic(obs.repeat_interleave(3 * num_actions, dim=0), actions.flatten(0, 1))  # [N, B*K]
+    log_density = torch.cat([x.view(len(obs), -1) for x in (log_uniform, pi_log_prob, next_log_prob)], 1)
+    return q.view(len(q), len(obs), -1), log_density  # [N, B, K], [B, K]
+
+
+def cql_penalty(q_data: torch.Tensor, q_proposals: torch.Tensor, log_density: torch.Tensor) -> torch.Tensor:
+    """CQL(H): logsumexp_a (Q(s, a) - log mu(a|s)) - Q(s, a_data), mean over B, summed over the N critics;
+    q_data [N, B], q_proposals [N, B, K], log_density [B, K]."""
+    return (torch.logsumexp(q_proposals - log_density, dim=-1) - q_data).mean(-1).sum()  # [N, B] -> ()
+
+
+def update(actor, critic, target_critic, log_alpha, optimizers, batch, args: Args, cql_alpha: float) -> dict:
+    """One SAC gradient step on a batch, with cql_alpha times the CQL penalty in the critics' loss."""
+    obs, actions, rewards, next_obs, terminations = batch  # [B, O], [B, A], [B], [B, O], [B]
+    q_optimizer, actor_optimizer = optimizers
+    alpha, target_entropy = log_alpha.exp().detach(), -float(actions.shape[1])  # H_target = -dim(A) nats
+    target = td_target(actor, target_critic, rewards, next_obs, terminations, args.gamma, alpha)  # [B]
+    q = critic(obs, actions)  # [B, O], [B, A] -> [N, B]
+    q_loss = F.mse_loss(q, target.expand_as(q)) * len(q)  # sum over the N critics
+    proposals = cql_proposals(actor, critic, obs, next_obs, args.cql_num_actions) if cql_alpha > 0 else None
+    penalty = cql_penalty(q, *proposals) if proposals else torch.zeros((), device=q.device)  # 0: SAC
+    q_optimizer.zero_grad(set_to_none=True)
+    (q_loss + cql_alpha * penalty).backward()
+    q_optimizer.step()
+    critic.requires_grad_(False)  # the actor needs dQ/da only: skip the critic's weight grads
+    new_actions, log_prob = actor(obs)  # [B, O] -> [B, A], [B]
+    q_new = critic(obs, new_actions).min(dim=0).values  # [B, O], [B, A] -> [N, B] -> [B]
+    actor_loss = (alpha * log_prob - q_new).mean()  # E[alpha log pi(a|s) - min_i Q_i(s, a)]
+    alpha_loss = -(log_alpha * (log_prob.detach() + target_entropy)).mean()  # J(alpha): up when H < target
+    actor_optimizer.zero_grad(set_to_none=True)
+    (actor_loss + alpha_loss).backward()  # disjoint: each loss detaches the other's variable
+    actor_optimizer.step()  # moves log alpha only with --autotune (else it has no gradient)
+    critic.requires_grad_(True)
+    soft_update(target_critic, critic, args.tau)
+    losses = {"td_loss": q_loss, "q_data": q.mean(), "actor_loss": actor_loss, "alpha": alpha}
+    return losses | {"cql_penalty": penalty}
+
+
+# == SHARED: continuous_evaluate ==
+def evaluate(actor: nn.Module, args: Args, run_dir: str, device: torch.device, stop) -> list[float]:
+    """Deterministic policy on start states of the evaluation's own; returns the finished episodes' returns."""
+    env = make_env(args, render_mode="rgb_array" if args.capture_video else None)
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", lambda e: True, disable_logger=True)
+    seeds = np.random.default_rng([args.seed, 1])  # no training reset, no other --seed starts from these
+    returns = []
+    for _ in range(args.eval_episodes):
+        obs, _ = env.reset(seed=int(seeds.integers(2**31)))
+        episode_return, done = 0.0, False
+        while not done and not stop.is_set():
+            action = actor.act(torch.as_tensor(obs, device=device)[None], deterministic=True)  # [1, A]
+            obs, reward, terminated, truncated, _ = env.step(action[0].cpu().numpy())
+            episode_return, done = episode_return + float(reward), terminated or truncated
+        if not done:  # stopped mid-episode: only finished episodes count
+            break
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+# == ALGO: cql_pendulum ==
+def main(args: Args) -> dict:
+    check_args(args)
+    device = torch_setup(args)
+    env = make_env(args)
+    if not isinstance(env.action_space, gym.spaces.Box):
+        fail(f"--env-id {args.env_id!r} has no continuous (Box) action space")
+    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    h = args.hidden_dim
+    nbytes = 4 * (args.buffer_size * (2 * obs_dim + act_dim + 2) + 16 * h * (obs_dim + act_dim + h))
+    check_memory(nbytes + 192 * h * args.batch_size * args.cql_num_actions, "--cql-num-actions")
+    actor, critic, target_critic, log_alpha, optimizers = make_agent(args, env, device)
+    if args.load_model:
+        load_model(args.load_model, device, actor=actor, critic=critic, log_alpha=log_alpha)
+        soft_update(target_critic, critic, 1.0)  # the target starts from the loaded critic
+    offline_agent = actor, critic, target_critic, log_alpha, optimizers  # fresh or loaded, never the data's
+    actor, critic, target_critic, log_alpha, optimizers = make_agent(args, env, device)  # the data's SAC
+    low, high, kind = env.action_space.low, env.action_space.high, args.dataset_kind  # [A], [A]
+    online_steps = 0 if args.dataset else args.dataset_steps + args.buffer_size * (kind == "policy")
+    if args.load_model:
+        load_model(args.load_model, device, actor=actor, critic=critic, log_alpha=log_alpha)
+        soft_update(target_critic, critic, 1.0)  # the target starts from the loaded critic
+    shapes = ([obs_dim], [act_dim], [], [obs_dim], [])  # terminations: 1.0 only at a true terminal state
+    rb = {key: np.zeros([args.buffer_size, *shape], np.float32) for key, shape in zip(KEYS, shapes)}  # ring
+    rb = load_dataset(args.dataset, obs_dim, act_dim) if args.dataset else rb  # else online SAC fills rb
+    rng = np.random.default_rng(args.seed)
+    run_dir, writer, stop = start_run(args, args.env_id)
+    progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
+    progress.reset(total=online_steps + args.total_steps)  # env steps building the data, offline steps
+    start_time, global_step, num_updates, recent_returns, losses = time.time(), 0, 0, [0.0], {}
+    obs, _ = env.reset(seed=args.seed)  # [O]
+    env.action_space.seed(args.seed)
+    while global_step < online_steps and not stop.is_set():
+        if global_step < args.learning_starts:
+            action = env.action_space.sample()  # [A] warm-up: uniform over the bounds
+        elif global_step >= args.dataset_steps:  # `policy` data: the final policy, deterministic, plus noise
+            action = actor.act(torch.as_tensor(obs, device=device)[None], deterministic=True)[0].cpu().numpy()
+            action = np.clip(action + rng.normal(0.0, args.dataset_noise * (high - low) / 2), low, high)
+        else:
+            action = actor.act(torch.as_tensor(obs, device=device)[None], deterministic=False)  # [1, A]
+            action = action[0].cpu().numpy()  # [1, A] -> [A], inside the bounds by the tanh
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        for array, value in zip(rb.values(), (obs, action, reward, next_obs, terminated)):
+            array[global_step % args.buffer_size] = value  # next_obs is the true s', even at a time limit
+        obs, global_step = next_obs, global_step + 1
+        if terminated or truncated:  # log every episode, and the losses and SPS as of its end
+            recent_returns = [*recent_returns[-9:], float(info["episode"]["r"])]
+            writer.add_scalar("charts/episodic_return", info["episode"]["r"], global_step)
+            writer.add_scalar("charts/episodic_length", info["episode"]["l"], global_step)
+            writer.add_scalar("charts/SPS", global_step / (time.time() - start_time), global_step)
+            for name, value in losses.items():
+                writer.add_scalar(f"losses/{name}", value.item(), global_step)
+            progress.set_postfix(ret=f"{np.mean(recent_returns):.1f}")
+            obs, _ = env.reset()
+        progress.update(1)
+        updates = args.gradient_steps if args.learning_starts < global_step <= args.dataset_steps else 0
+        for _ in range(updates if not stop.is_set() else 0):
+            idx = rng.integers(min(global_step, args.buffer_size), size=args.batch_size)  # [B] uniform
+            batch = [torch.from_numpy(array[idx]).to(device) for array in rb.values()]  # [B, ...] as in rb
+            losses = update(actor, critic, target_critic, log_alpha, optimizers, batch, args, 0.0)
+    size = len(rb["rewards"]) if args.dataset else min(global_step, args.buffer_size)  # D, the dataset
+    actor, critic, target_critic, log_alpha, optimizers = offline_agent
+    offline_steps = 0  # gradient steps of the offline agent: its total_steps
+    while offline_steps < args.total_steps and size and not stop.is_set():  # no environment step from here
+        idx = rng.integers(size, size=args.batch_size)  # [B] uniform over the dataset
+        batch = [torch.from_numpy(array[idx]).to(device) for array in rb.values()]  # [B, ...] as in rb
+        losses = update(actor, critic, target_critic, log_alpha, optimizers, batch, args, args.cql_alpha)
+        if not torch.isfinite(sum(losses.values())):
+            fail(f"loss is not finite at offline step {offline_steps}")
+        offline_steps += 1
+        if offline_steps % 100 == 0:  # losses and SPS, every 100 offline steps
+            for name, value in losses.items():
+                writer.add_scalar(f"losses/{name}", value.item(), offline_steps)
+            writer.add_scalar("charts/SPS", offline_steps / (time.time() - start_time), offline_steps)
+            progress.update(online_steps + offline_steps - progress.n)
+            if not torch.isfinite(sum(losses.values())):  # any loss, Q or alpha NaN or inf
+                fail(f"loss is not finite at step {global_step}")
+            num_updates += 1
+    progress.close()
+    env.close()
+    train_seconds, interrupted = time.time() - start_time, stop.is_set()
+    stop.clear()  # from here a stop ends the evaluation
+    returns = evaluate(actor, args, run_dir, device, stop)
+    if args.save_model:
+        save_model(f"{run_dir}/model.pt", actor=actor, critic=critic, log_alpha=log_alpha)
+    if args.save_buffer:  # in ring order, the format cql_pendulum.py reads
+        write_atomic(f"{run_dir}/buffer.npz", lambda f: np.savez(f, **{k: a[:size] for k, a in rb.items()}))
+    return finish_run(
+        args, run_dir, writer, returns, total_steps=offline_steps, num_updates=offline_steps,
+        train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(),
+        dataset_env_steps=global_step, dataset_size=size, alpha=log_alpha.exp().item(),
+        dataset_return=float(rb["rewards"][:size].mean()) * env.spec.max_episode_steps if size else None,
+    )  # fmt: skip
+
+
+# == SHARED: continuous_checks ==
+def check_args(args: Args) -> None:
+    """Reject values the run cannot use, before anything is written."""
+    at_least = dict.fromkeys(["eval_episodes", "torch_threads", "hidden_dim", "buffer_size", "batch_size"], 1)
+    check_common_args(
+        args, at_least | {"total_steps": 0, "learning_starts": 0, "gradient_steps": 1}, ("gamma", "tau")
+    )
+    if not (args.q_lr > 0.0 and args.policy_lr > 0.0 and args.tau > 0.0):
+        fail(f"--q-lr, --policy-lr and --tau must be > 0, got {args.q_lr}, {args.policy_lr}, {args.tau}")
+    check_env(args.env_id, args.capture_video)
+    check_algo_args(args)
+
+
+# == ALGO: cql_pendulum ==
+def check_algo_args(args: Args) -> None:
+    if not args.log_std_bounds[0] < args.log_std_bounds[1]:
+        fail(f"--log-std-bounds must be increasing, got {args.log_std_bounds}")
+    if not (args.alpha > 0.0 and args.alpha_lr > 0.0):
+        fail(f"--alpha and --alpha-lr must be > 0, got {args.alpha}, {args.alpha_lr}")
+    if min(args.dataset_steps, args.cql_num_actions) < 1 or min(args.cql_alpha, args.dataset_noise) < 0:
+        fail("--dataset-steps and --cql-num-actions must be >= 1, --cql-alpha and --dataset-noise >= 0")
+
+
+def load_dataset(path: str, obs_dim: int, act_dim: int) -> dict:
+    """The --dataset `.npz` (the `--save-buffer` layout): the five KEYS, numbers, finite, n > 0 rows."""
+    try:  # a missing file, not an npz, a key missing, object or text arrays: one line
+        with np.load(path, allow_pickle=False) as data:
+            dataset = {key: np.asarray(data[key], dtype=np.float32) for key in KEYS}
+    except Exception as error:
+        fail(f"cannot load --dataset {path!r}: {type(error).__name__}: {str(error)[:200]}")
+    n = len(dataset["observations"])
+    for (key, value), shape in zip(dataset.items(), [(n, obs_dim), (n, act_dim), (n,), (n, obs_dim), (n,)]):
+        if n < 1 or value.shape != shape or not np.isfinite(value).all():
+            fail(f"--dataset {path!r}: {key} has shape {value.shape}, expected finite {shape} with n > 0")
+    return dataset
 
 
 # == SHARED: run_helpers ==
 def fail(message: str) -> NoReturn:
     """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
-    raise SystemExit(f"error: {message}")
+    raise SystemExit(f"error: {' '.join(message.split())}")
 
 
-def seed_everything(seed: int, torch_deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = torch_deterministic
+def check_common_args(args, at_least: dict, unit_interval: tuple = ()) -> None:
+    """Stop on what no run can use: NaN or inf in any field, a seed outside [0, 2**32), a field below its
+    minimum (`at_least`) or outside [0, 1] (`unit_interval`)."""
+    for name, value in asdict(args).items():
+        items = value if isinstance(value, tuple) else [value]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    bounds = {"seed": (0, 2**32 - 1), **{n: (low, math.inf) for n, low in at_least.items()}}
+    for name, (low, high) in (bounds | {n: (0.0, 1.0) for n in unit_interval}).items():
+        if not low <= getattr(args, name) <= high:
+            fail(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {getattr(args, name)}")
 
 
-def start_run(args, env_id: str) -> tuple[str, SummaryWriter]:
-    """Create the run directory, the TensorBoard writer and (with --track) the W&B run."""
-    run_dir = os.path.join(args.runs_dir, f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    suffix = 0
-    while os.path.exists(run_dir + (f"-{suffix}" if suffix else "")):
-        suffix += 1
-    run_dir += f"-{suffix}" if suffix else ""
-    os.makedirs(run_dir)
+def check_memory(nbytes: float, flags: str) -> None:
+    """Stop before allocating when an estimate of the buffers exceeds this machine's physical memory."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else math.inf
+    if nbytes > total:
+        fail(f"{flags} would need {nbytes / 2**30:,.1f} GiB of memory, more than this machine has")
+
+
+def write_atomic(path: str, write: Callable) -> None:
+    """`write(file)` to a temporary name, then rename: a run killed outright never leaves half a file."""
+    with open(path + ".tmp", "wb") as f:
+        write(f)
+    os.replace(path + ".tmp", path)
+
+
+def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
+    """Seed python and numpy; create the run directory with `args.json`, the TensorBoard writer, the W&B run.
+    From here Ctrl-C (SIGINT) and SIGTERM only set the returned event, which the loops read between steps: a
+    stop at any moment ends training, then the evaluation, and a second one cannot cut a file."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = base = os.path.join(args.runs_dir, name)
+    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
+        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
+    try:
+        os.makedirs(run_dir)
+    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
     if args.track:
         import wandb
 
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=asdict(args),
-            name=os.path.basename(run_dir),
-            dir=run_dir,
-            save_code=True,
-        )
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump(asdict(args), f, indent=2)
-    writer = SummaryWriter(run_dir)
-    table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    return run_dir, writer
+        kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args))
+        kwargs |= dict(name=os.path.basename(run_dir), dir=run_dir, sync_tensorboard=True, save_code=True)
+        wandb.init(**kwargs)
+    write_atomic(f"{run_dir}/args.json", lambda f: f.write(json.dumps(asdict(args), indent=2).encode()))
+    stop, main_thread = threading.Event(), threading.current_thread() is threading.main_thread()
+    for sig in (signal.SIGINT, signal.SIGTERM) if main_thread else ():  # only the main thread gets signals
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job (nohup, &) keeps ignoring it
+            signal.signal(sig, lambda signum, frame: stop.set())
+    return run_dir, Writer(run_dir), stop
 
 
-def finish_run(summary: dict, writer: SummaryWriter, track: bool) -> dict:
-    """Close the loggers, write `summary.json` and print it as the last line of stdout."""
+def finish_run(args, run_dir: str, writer: Writer, returns: list, **figures) -> dict:
+    """Write the summary (CONVENTIONS 4) to `summary.json` and print it as the last line of stdout: the
+    evaluation over the episodes that finished, NaN or inf as null. A stop after this is ignored."""
+    mean, std = (float(np.mean(returns)), float(np.std(returns))) if len(returns) else (None, None)
+    sps = round(figures["total_steps"] / max(figures["train_seconds"], 1e-9), 1)
+    summary = {"algo": os.path.basename(__file__)[:-3], "env_id": args.env_id, "seed": args.seed, **figures}
+    summary |= {"steps_per_second": sps, "eval_episodes": len(returns), "eval_return_mean": mean}
+    summary |= {"eval_return_std": std, "run_dir": run_dir}
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
     writer.close()
-    with open(os.path.join(summary["run_dir"], "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    if track:
+    write_atomic(f"{run_dir}/summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    if args.track:
         import wandb
 
         wandb.finish()
     print(json.dumps(summary), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written: a late stop must not fail the exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return summary
 
 
-# == ALGO: cql_pendulum ==
-def check_args(args: Args) -> None:
-    low = dict(total_steps=0, dataset_steps=1, learning_starts=0, eval_episodes=1, batch_size=1, hidden_dim=1)
-    for name, minimum in (low | dict(cql_num_actions=1, cql_alpha=0.0)).items():
-        if getattr(args, name) < minimum:
-            fail(f"--{name.replace('_', '-')} must be >= {minimum}, got {getattr(args, name)}")
-    for name in ("gamma", "tau", "policy_lr", "q_lr"):
-        if not 0.0 < getattr(args, name) <= 1.0:
-            fail(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(args, name)}")
-    if args.env_id not in gym.registry:
-        fail(f"unknown --env-id {args.env_id!r}")
+# == SHARED: torch_helpers ==
+def torch_setup(args) -> torch.device:
+    """Seed torch and choose its kernels, thread count and device (the torch fields of Args)."""
+    if not 1 <= args.torch_threads <= (os.cpu_count() or 1):
+        fail(f"--torch-threads must be in [1, {os.cpu_count()}], the cores here; got {args.torch_threads}")
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
 
-class CountSteps(gym.Wrapper):
-    """Adds every env.step to counter["env_steps"]: the summary shows that offline training took none."""
-
-    def __init__(self, env: gym.Env, counter: dict):
-        super().__init__(env)
-        self.counter = counter
-
-    def step(self, action):
-        self.counter["env_steps"] += 1
-        return self.env.step(action)
-
-
-def make_env(env_id: str, seed: int, counter: dict, video_dir: Optional[str] = None) -> gym.Env:
-    env = gym.make(env_id, render_mode="rgb_array" if video_dir else None)
-    if video_dir:
-        env = gym.wrappers.RecordVideo(env, video_dir, lambda e: True, disable_logger=True)
-    env = CountSteps(gym.wrappers.RecordEpisodeStatistics(env), counter)
-    env.action_space.seed(seed)
-    return env
-
-
-def mlp(n_in: int, hidden_dim: int, n_out: int) -> nn.Sequential:
-    layers = [nn.Linear(n_in, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(hidden_dim, n_out))
-
-
-class Actor(nn.Module):
-    """Tanh-squashed Gaussian policy scaled to the action box."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, low: np.ndarray, high: np.ndarray):
-        super().__init__()
-        self.net = mlp(obs_dim, hidden_dim, 2 * act_dim)
-        self.register_buffer("scale", torch.as_tensor((high - low) / 2.0, dtype=torch.float32))  # [A]
-        self.register_buffer("bias", torch.as_tensor((high + low) / 2.0, dtype=torch.float32))  # [A]
-
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sample a ~ pi(.|s) with the reparameterisation trick; returns a [B, A] and log pi(a|s) [B]."""
-        mean, log_std = self.net(obs).chunk(2, dim=-1)  # [B, O] -> [B, A] each
-        dist = Normal(mean, log_std.clamp(-5.0, 2.0).exp())
-        u = dist.rsample()  # [B, A] before the squash
-        log_prob = (dist.log_prob(u) - torch.log(self.scale * (1 - u.tanh() ** 2) + 1e-6)).sum(-1)  # [B]
-        return u.tanh() * self.scale + self.bias, log_prob
-
-    def act(self, obs: torch.Tensor) -> torch.Tensor:  # the deterministic action tanh(mean), for evaluation
-        return self.net(obs).chunk(2, dim=-1)[0].tanh() * self.scale + self.bias  # [B, O] -> [B, A]
-
-
-class SAC(nn.Module):
-    """Actor, twin critics, their targets and log_alpha (the entropy temperature, in log space)."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, low: np.ndarray, high: np.ndarray):
-        super().__init__()
-        self.actor = Actor(obs_dim, act_dim, hidden_dim, low, high)
-        self.qs = nn.ModuleList([mlp(obs_dim + act_dim, hidden_dim, 1) for _ in range(2)])
-        self.q_targets = nn.ModuleList([mlp(obs_dim + act_dim, hidden_dim, 1) for _ in range(2)])
-        self.q_targets.load_state_dict(self.qs.state_dict())
-        self.log_alpha = nn.Parameter(torch.zeros(()))
-
-    def q(self, obs: torch.Tensor, actions: torch.Tensor, target: bool = False) -> torch.Tensor:
-        x = torch.cat([obs, actions], dim=-1)  # [..., O], [..., A] -> [..., O + A]
-        return torch.stack([q(x).squeeze(-1) for q in (self.q_targets if target else self.qs)])  # [2, ...]
-
-
-def make_optimizers(agent: SAC, args: Args) -> list[torch.optim.Optimizer]:
-    """Adam for the actor, the twin critics and log_alpha, in that order."""
-    groups = (agent.actor.parameters(), agent.qs.parameters(), [agent.log_alpha])
-    return [torch.optim.Adam(p, lr=lr) for p, lr in zip(groups, (args.policy_lr, args.q_lr, args.policy_lr))]
-
-
-def td_target(rewards, next_q, next_log_prob, terminations, log_alpha, gamma: float) -> torch.Tensor:
-    """y = r + gamma (1 - terminated) (min_j Q'_j(s', a') - alpha log pi(a'|s')); a truncation bootstraps."""
-    soft_value = next_q.min(0).values - log_alpha.exp() * next_log_prob  # [2, B] -> [B]
-    return rewards + gamma * (1.0 - terminations) * soft_value  # [B]
-
-
-def cql_penalty(q_data: torch.Tensor, q_proposals: torch.Tensor, log_density: torch.Tensor) -> torch.Tensor:
-    """CQL(H): logsumexp_a (Q(s,a) - log mu(a|s)) - Q(s,a_data); q_data [2, B], the others [2, B, 3N]."""
-    return (torch.logsumexp(q_proposals - log_density, dim=-1) - q_data).mean(-1).sum()  # [2, B] -> ()
-
-
-def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    with torch.no_grad():
-        for t, s in zip(target.parameters(), source.parameters()):
-            t.lerp_(s, tau)  # t <- t + tau * (s - t)
-
-
-def update(agent: SAC, optimizers, batch: dict, args: Args, cql_alpha: float) -> dict:
-    """One SAC gradient step (critics, actor, temperature), with the CQL penalty when cql_alpha > 0."""
-    obs, actions, next_obs = batch["observations"], batch["actions"], batch["next_observations"]  # [B, .]
-    with torch.no_grad():
-        next_actions, next_logp = agent.actor(next_obs)  # [B, A], [B]
-        next_q = agent.q(next_obs, next_actions, target=True)  # [2, B]
-        y = td_target(batch["rewards"], next_q, next_logp, batch["terminations"], agent.log_alpha, args.gamma)
-    q_data = agent.q(obs, actions)  # [2, B]
-    td_loss = 0.5 * ((q_data - y) ** 2).mean(-1).sum()
-    penalty = torch.zeros(())
-    if cql_alpha > 0.0:
-        n, (b, a_dim) = args.cql_num_actions, actions.shape
-        obs_n = obs.repeat_interleave(n, dim=0)  # [B, O] -> [B*N, O]
-        with torch.no_grad():  # proposals: N uniform actions, N from pi(.|s), N from pi(.|s')
-            pi_actions, pi_log_prob = agent.actor(obs_n)  # [B*N, A], [B*N]
-            next_pi_actions, next_pi_log_prob = agent.actor(next_obs.repeat_interleave(n, dim=0))  # same
-            uniform = (torch.rand_like(pi_actions) * 2 - 1) * agent.actor.scale + agent.actor.bias  # [B*N, A]
-        proposals = torch.cat([uniform, pi_actions, next_pi_actions]).view(3, b, n, a_dim)  # [3, B, N, A]
-        q_prop = agent.q(obs_n.view(1, b, n, -1).expand(3, -1, -1, -1), proposals)  # [2, 3, B, N]
-        q_prop = q_prop.permute(0, 2, 1, 3).reshape(2, b, 3 * n)  # [2, B, 3N]
-        log_uniform = -torch.log(2 * agent.actor.scale).sum().expand(b, n)  # [B, N] log density of U(box)
-        log_density = torch.cat([log_uniform, pi_log_prob.view(b, n), next_pi_log_prob.view(b, n)], -1)
-        penalty = cql_penalty(q_data, q_prop, log_density)  # log_density [B, 3N]
-    q_loss = td_loss + cql_alpha * penalty
-    new_actions, log_prob = agent.actor(obs)  # [B, A], [B]
-    actor_loss = (agent.log_alpha.exp().detach() * log_prob - agent.q(obs, new_actions).min(0).values).mean()
-    alpha_loss = -(agent.log_alpha * (log_prob.detach() - actions.shape[-1])).mean()  # target entropy -A
-    if not torch.isfinite(q_loss + actor_loss):
-        fail(f"loss is {(q_loss + actor_loss).item()}")
-    agent.zero_grad()
-    (actor_loss + alpha_loss).backward()  # the three step together, from the same critics
-    agent.qs.zero_grad()  # drop what the actor loss left in the critics' gradients
-    q_loss.backward()
-    for opt in optimizers:
-        opt.step()
-    soft_update(agent.q_targets, agent.qs, args.tau)
-    losses = dict(td_loss=td_loss, cql_penalty=penalty, actor_loss=actor_loss, q_data=q_data.mean())
-    return {name: value.detach() for name, value in losses.items()}  # tensors: .item() only when logged
-
-
-def evaluate(actor: Actor, env: gym.Env, eval_episodes: int, seed: int) -> np.ndarray:
-    """Deterministic policy tanh(mean) on `env`, episode i reset with seed + i; returns the returns [n]."""
-    returns = []
-    for episode in range(eval_episodes):
-        (obs, _), done, total = env.reset(seed=seed + episode), False, 0.0
-        while not done:
-            with torch.no_grad():
-                action = actor.act(torch.as_tensor(obs, dtype=torch.float32)[None])[0]  # [1, O] -> [A]
-            obs, reward, terminated, truncated, _ = env.step(action.numpy())
-            done, total = terminated or truncated, total + float(reward)
-        returns.append(total)
-    return np.array(returns)
-
-
-KEYS = ("observations", "actions", "rewards", "next_observations", "terminations")
-
-
-def load_dataset(path: str, obs_dim: int, act_dim: int) -> dict:
+def load_model(path: str, device: torch.device, **parts) -> None:
+    """Load `--load-model` into `parts` (modules, or tensors copied in place); one line on a missing or
+    corrupt file, a pickle (weights_only refuses to run it), other keys or shapes, or NaN and inf."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            dataset = {key: np.asarray(data[key], dtype=np.float32) for key in KEYS}
-    except Exception as error:  # missing file, not an npz, missing key, object or text arrays
-        fail(f"cannot load --dataset {path!r}: {' '.join(str(error).split())[:200]}")
-    n = len(dataset["observations"])
-    dataset["rewards"], dataset["terminations"] = dataset["rewards"].ravel(), dataset["terminations"].ravel()
-    shapes = dict(observations=(n, obs_dim), actions=(n, act_dim), next_observations=(n, obs_dim))
-    for key, shape in (shapes | dict(rewards=(n,), terminations=(n,))).items():
-        if n < 1 or dataset[key].shape != shape or not np.isfinite(dataset[key]).all():
-            fail(f"--dataset {path!r}: {key} has shape {dataset[key].shape}, expected finite {shape}, n > 0")
-    return dataset
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # torch warns before it refuses a pickle; the line below says why
+            state = torch.load(path, map_location=device, weights_only=True)
+            for name, part in parts.items():
+                part.load_state_dict(state[name]) if isinstance(part, nn.Module) else part.copy_(state[name])
+    except Exception as error:
+        fail(f"cannot load --load-model {path!r}: {type(error).__name__}: {error}")
+    flat = [v for p in state.values() for v in (p.values() if isinstance(p, dict) else [p])]
+    if not all(torch.isfinite(v).all() for v in flat if torch.is_tensor(v) and v.is_floating_point()):
+        fail(f"--load-model {path!r} holds NaN or inf")
 
 
-def collect_dataset(args: Args, env: gym.Env, writer: SummaryWriter, device) -> dict:
-    """Online SAC for `--dataset-steps`; returns its whole replay buffer (random, poor and good episodes)."""
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    collector = SAC(obs_dim, act_dim, args.hidden_dim, env.action_space.low, env.action_space.high).to(device)
-    optimizers = make_optimizers(collector, args)
-    dims = dict(observations=(obs_dim,), actions=(act_dim,), next_observations=(obs_dim,))
-    data = {k: np.zeros((args.dataset_steps, *dims.get(k, ())), np.float32) for k in KEYS}  # [D, ...] each
-    obs, _ = env.reset(seed=args.seed)
-    for step in range(args.dataset_steps):
-        with torch.no_grad():
-            policy_action = collector.actor(torch.as_tensor(obs, dtype=torch.float32)[None].to(device))[0][0]
-        action = env.action_space.sample() if step < args.learning_starts else policy_action.cpu().numpy()
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        for key, value in zip(KEYS, (obs, action, reward, next_obs, terminated)):
-            data[key][step] = value  # next_obs is the true final observation: the reset comes below
-        obs = next_obs
-        if terminated or truncated:
-            writer.add_scalar("dataset/episodic_return", info["episode"]["r"], step + 1)
-            obs, _ = env.reset()
-        if step >= args.learning_starts:
-            idx = np.random.randint(step + 1, size=args.batch_size)  # [B]
-            batch = {key: torch.as_tensor(value[idx]).to(device) for key, value in data.items()}
-            update(collector, optimizers, batch, args, cql_alpha=0.0)
-    return data  # the collector ends with this frame
+def save_model(path: str, **parts) -> None:
+    """state_dicts and tensors, never pickled modules (CONVENTIONS 5), written atomically."""
+    state = {name: p.state_dict() if isinstance(p, nn.Module) else p.detach() for name, p in parts.items()}
+    write_atomic(path, lambda f: torch.save(state, f))
 
 
-def main(args: Args) -> dict:
-    check_args(args)
-    seed_everything(args.seed, args.torch_deterministic)
-    torch.set_num_threads(1)  # small networks: 1 thread is fastest; 2 stall each other on a busy 2-core CPU
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    counter = {"env_steps": 0}  # every env.step of this run, whichever env made it
-    env = make_env(args.env_id, args.seed, counter)
-    if not isinstance(env.action_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
-        fail(f"--env-id {args.env_id!r} needs a flat Box observation and a Box action space")
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    agent = SAC(obs_dim, act_dim, args.hidden_dim, env.action_space.low, env.action_space.high).to(device)
-    optimizers = make_optimizers(agent, args)
-    dataset = load_dataset(args.dataset, obs_dim, act_dim) if args.dataset else None
-    if args.load_model:
-        try:
-            agent.load_state_dict(torch.load(args.load_model, map_location=device, weights_only=True))
-        except Exception as error:  # missing, corrupt, or another architecture
-            fail(f"cannot load --load-model {args.load_model!r}: {' '.join(str(error).split())[:300]}")
-    run_dir, writer = start_run(args, args.env_id)
-    progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
-    interrupted, start_time, global_step, data, env_steps_before = False, time.time(), 0, {}, 0
+# == SHARED: gym_helpers ==
+def check_env(env_id: str, capture_video: bool) -> None:
+    """Build the environment once: an unknown id, or one whose extra is not installed, stops here."""
     try:
-        if dataset is None and args.total_steps > 0:
-            dataset = collect_dataset(args, env, writer, device)  # online: the only learning env steps
-            np.savez(os.path.join(run_dir, "dataset.npz"), **dataset)
-        env_steps_before = counter["env_steps"]  # the offline phase starts: no env.step until evaluation
-        data = {key: torch.as_tensor(value).to(device) for key, value in (dataset or {}).items()}  # [D, ...]
-        for global_step in range(1, args.total_steps + 1):
-            idx = torch.randint(len(data["rewards"]), (args.batch_size,), device=device)  # [B]
-            batch = {key: value[idx] for key, value in data.items()}  # [B, ...]
-            losses = update(agent, optimizers, batch, args, args.cql_alpha)
-            if global_step % 100 == 0 or global_step == args.total_steps:  # logging only
-                for name, value in losses.items():
-                    writer.add_scalar(f"losses/{name}", value.item(), global_step)
-                writer.add_scalar("charts/SPS", global_step / (time.time() - start_time), global_step)
-                progress.update(global_step - progress.n)
-    except KeyboardInterrupt:
-        interrupted = True
-    offline_env_steps = counter["env_steps"] - env_steps_before  # must be 0 (tests check it)
-    progress.close()
-    env.close()
-    train_seconds = max(time.time() - start_time, 1e-9)
-    video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
-    eval_env = make_env(args.env_id, args.seed, counter, video_dir)
-    returns = evaluate(agent.actor, eval_env, args.eval_episodes, args.seed)
-    eval_env.close()
-    if args.save_model:
-        torch.save(agent.state_dict(), os.path.join(run_dir, "model.pt"))
-    data_return = None if dataset is None else float(dataset["rewards"].mean() * env.spec.max_episode_steps)
-    summary = {"algo": os.path.basename(__file__)[: -len(".py")], "env_id": args.env_id, "seed": args.seed}
-    summary |= {"total_steps": global_step, "num_updates": global_step, "run_dir": run_dir}
-    summary |= {"train_seconds": round(train_seconds, 3), "eval_episodes": args.eval_episodes}
-    summary |= {"steps_per_second": round(global_step / train_seconds, 1), "interrupted": interrupted}
-    summary |= {"eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std())}
-    summary |= {"dataset_size": len(data.get("rewards", [])), "dataset_return": data_return}
-    summary["offline_env_steps"] = offline_env_steps
-    return finish_run(summary, writer, args.track)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's deprecation notes for old versions
+            gym.make(env_id, render_mode="rgb_array" if capture_video else None).close()
+    except gym.error.DependencyNotInstalled as error:
+        fail(f"--env-id {env_id!r} needs a package that is not installed: {str(error).splitlines()[0]}")
+    except Exception as error:
+        fail(f"cannot make --env-id {env_id!r}: {type(error).__name__}: {str(error).splitlines()[0]}")
 
 
+# == SHARED: entry_point ==
 if __name__ == "__main__":
     main(tyro.cli(Args))

@@ -3,20 +3,23 @@
 The critic regresses onto r + gamma * Q_target(s', mu_target(s')); the actor climbs
 Q(s, mu(s)); both targets trail by Polyak averaging; exploration adds Gaussian noise to mu(s).
 The root of the continuous actor-critic family.
-Paper: Lillicrap et al. 2016, https://arxiv.org/abs/1509.02971
-Run:  python algos/ddpg_pendulum.py
+Paper: Lillicrap et al. 2016, https://arxiv.org/abs/1509.02971   Run: python algos/ddpg_pendulum.py
 Docs: docs/algorithms/ddpg_pendulum.md   Parent: none (child: sac_pendulum.py)
 Shapes: B batch, O obs dim, A action dim, N critics (1 here).
 """
 
 import copy
 import json
+import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
-from typing import NoReturn, Optional
+from typing import Callable, NoReturn, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -24,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
-from torch.utils.tensorboard import SummaryWriter
+from tensorboard.summary import Writer
 from tqdm import tqdm
 
 
@@ -34,11 +37,7 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment (run directory and W&B run name)"""
     seed: int = 1
-    """seeds python, numpy, torch, the environments and their action spaces"""
-    torch_deterministic: bool = True
-    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
-    cuda: bool = True
-    """use a GPU when one is present; the CPU otherwise, silently"""
+    """seeds python, numpy (and torch), the environments and their action spaces; in [0, 2**32)"""
     track: bool = False
     """log to Weights & Biases (works offline with `WANDB_MODE=offline`)"""
     wandb_project_name: str = "rl-algos"
@@ -55,16 +54,21 @@ class Args:
     """parent folder of the run directories"""
     progress: bool = True
     """show a progress bar on a terminal (`--no-progress` silences it)"""
+    # == SHARED: torch_args ==
+    torch_deterministic: bool = True
+    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
+    cuda: bool = True
+    """use a GPU when one is present; the CPU otherwise, silently"""
+    torch_threads: int = 1
+    """torch intra-op threads; the small networks here update fastest on one (measure before raising it)"""
     # == ENV: pendulum ==
     env_id: str = "Pendulum-v1"
     """gymnasium id of a task with a Box action space (Pendulum-v1: 200 steps, never terminates)"""
     total_steps: int = 20000
     """environment steps of training"""
     eval_episodes: int = 10
-    """episodes of the final deterministic evaluation, on a fresh environment seeded from `--seed`"""
+    """episodes of the final deterministic evaluation, on start states of its own drawn from `--seed`"""
     # == SHARED: continuous_args ==
-    torch_threads: int = 1
-    """torch intra-op threads; these small networks update fastest on one"""
     hidden_dim: int = 64
     """units in each of the two hidden layers of the actor and of every critic"""
     buffer_size: int = 20000
@@ -90,85 +94,13 @@ class Args:
     """sigma of the Gaussian noise added to mu(s) while training, as a fraction of the half-range"""
 
 
-# == SHARED: run_helpers ==
-def fail(message: str) -> NoReturn:
-    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
-    raise SystemExit(f"error: {message}")
-
-
-def seed_everything(seed: int, torch_deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = torch_deterministic
-
-
-def start_run(args, env_id: str) -> tuple[str, SummaryWriter]:
-    """Create the run directory, the TensorBoard writer and (with --track) the W&B run."""
-    run_dir = os.path.join(args.runs_dir, f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    suffix = 0
-    while os.path.exists(run_dir + (f"-{suffix}" if suffix else "")):
-        suffix += 1
-    run_dir += f"-{suffix}" if suffix else ""
-    os.makedirs(run_dir)
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=asdict(args),
-            name=os.path.basename(run_dir),
-            dir=run_dir,
-            save_code=True,
-        )
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump(asdict(args), f, indent=2)
-    writer = SummaryWriter(run_dir)
-    table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    return run_dir, writer
-
-
-def finish_run(summary: dict, writer: SummaryWriter, track: bool) -> dict:
-    """Close the loggers, write `summary.json` and print it as the last line of stdout."""
-    writer.close()
-    with open(os.path.join(summary["run_dir"], "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    if track:
-        import wandb
-
-        wandb.finish()
-    print(json.dumps(summary), flush=True)
-    return summary
-
-
 # == SHARED: continuous_parts ==
-def check_args(args: Args) -> None:
-    """Reject values the run cannot use, before anything is written."""
-    try:
-        gym.spec(args.env_id)
-    except Exception:
-        fail(f"unknown --env-id {args.env_id!r}: gymnasium has no such environment")
-    positive = "eval_episodes torch_threads hidden_dim buffer_size batch_size gradient_steps"
-    for name, low in [("total_steps", 0), ("learning_starts", 0), *[(n, 1) for n in positive.split()]]:
-        if getattr(args, name) < low:
-            fail(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
-    for name in ("gamma", "tau"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            fail(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if not (args.q_lr > 0.0 and args.policy_lr > 0.0):
-        fail(f"--q-lr and --policy-lr must be > 0, got {args.q_lr}, {args.policy_lr}")
-    check_algo_args(args)
+KEYS = ("observations", "actions", "rewards", "next_observations", "terminations")  # buffer and .npz keys
 
 
-def make_env(env_id: str, render_mode: Optional[str] = None) -> gym.Env:
+def make_env(args: Args, render_mode: Optional[str] = None) -> gym.Env:
     """One environment; episode statistics arrive in `info["episode"]` when it ends."""
-    env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, render_mode=render_mode))
-    if not isinstance(env.action_space, gym.spaces.Box):
-        fail(f"--env-id {env_id!r} has no continuous (Box) action space")
-    return env
+    return gym.wrappers.RecordEpisodeStatistics(gym.make(args.env_id, render_mode=render_mode))
 
 
 class Critic(nn.Module):
@@ -177,9 +109,7 @@ class Critic(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, num_critics: int):
         super().__init__()
         sizes = [obs_dim + act_dim, hidden_dim, hidden_dim, 1]
-        layers = [
-            [nn.Linear(i, o) for _ in range(num_critics)] for i, o in zip(sizes, sizes[1:])
-        ]  # default init
+        layers = [[nn.Linear(i, o) for _ in range(num_critics)] for i, o in zip(sizes, sizes[1:])]
         self.weights = nn.ParameterList(torch.stack([lin.weight.T for lin in ls]).detach() for ls in layers)
         self.biases = nn.ParameterList(torch.stack([lin.bias[None] for lin in ls]).detach() for ls in layers)
 
@@ -191,18 +121,15 @@ class Critic(nn.Module):
         return x[..., 0]  # [N, B, 1] -> [N, B]
 
 
+# == SHARED: soft_update ==
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Polyak averaging theta_target <- tau * theta + (1 - tau) * theta_target (tau = 1: hard copy)."""
     with torch.no_grad():
-        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+        for target_param, param in zip(target.parameters(), source.parameters()):
+            target_param.lerp_(param, tau)
 
 
 # == ALGO: ddpg_pendulum ==
-def check_algo_args(args: Args) -> None:
-    if args.exploration_noise < 0.0:
-        fail(f"--exploration-noise must be >= 0, got {args.exploration_noise}")
-
-
 class Actor(nn.Module):
     """Deterministic policy mu(s) = scale * tanh(MLP(s)) + bias, inside the action bounds."""
 
@@ -232,21 +159,45 @@ def td_target(actor, critic, rewards, next_obs, terminations, gamma: float) -> t
         return rewards + gamma * (1.0 - terminations) * next_q  # [B]
 
 
+def update(actor, critic, target_actor, target_critic, optimizers, batch, args: Args) -> dict:
+    """One DDPG gradient step on a batch: the critic, then the actor, then both targets."""
+    obs, actions, rewards, next_obs, terminations = batch  # [B, O], [B, A], [B], [B, O], [B]
+    q_optimizer, actor_optimizer = optimizers
+    target = td_target(target_actor, target_critic, rewards, next_obs, terminations, args.gamma)  # [B]
+    q = critic(obs, actions)  # [B, O], [B, A] -> [N, B]
+    q_loss = F.mse_loss(q, target.expand_as(q)) * len(q)  # sum over the N critics
+    q_optimizer.zero_grad(set_to_none=True)
+    q_loss.backward()
+    q_optimizer.step()
+    critic.requires_grad_(False)  # the actor needs dQ/da only: skip the critic's weight grads
+    actor_loss = -critic(obs, actor(obs))[0].mean()  # -E[Q(s, mu(s))]: [B, A] -> [1, B] -> scalar
+    actor_optimizer.zero_grad(set_to_none=True)
+    actor_loss.backward()
+    actor_optimizer.step()
+    critic.requires_grad_(True)
+    soft_update(target_critic, critic, args.tau)
+    soft_update(target_actor, actor, args.tau)
+    return {"q_loss": q_loss, "q_values": q.mean(), "actor_loss": actor_loss}
+
+
 # == SHARED: continuous_evaluate ==
-def evaluate(actor: nn.Module, args: Args, run_dir: str, device: torch.device) -> np.ndarray:
-    """Deterministic policy on a fresh environment seeded from args.seed; returns [episodes]."""
-    env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)
+def evaluate(actor: nn.Module, args: Args, run_dir: str, device: torch.device, stop) -> list[float]:
+    """Deterministic policy on start states of the evaluation's own; returns the finished episodes' returns."""
+    env = make_env(args, render_mode="rgb_array" if args.capture_video else None)
     if args.capture_video:
         env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", lambda e: True, disable_logger=True)
-    returns = np.zeros(args.eval_episodes)  # [episodes]
-    for episode in range(args.eval_episodes):
-        obs, _ = env.reset(seed=args.seed + 10_000 + episode)
-        done = False
-        while not done:
+    seeds = np.random.default_rng([args.seed, 1])  # no training reset, no other --seed starts from these
+    returns = []
+    for _ in range(args.eval_episodes):
+        obs, _ = env.reset(seed=int(seeds.integers(2**31)))
+        episode_return, done = 0.0, False
+        while not done and not stop.is_set():
             action = actor.act(torch.as_tensor(obs, device=device)[None], deterministic=True)  # [1, A]
             obs, reward, terminated, truncated, _ = env.step(action[0].cpu().numpy())
-            returns[episode] += float(reward)
-            done = terminated or truncated
+            episode_return, done = episode_return + float(reward), terminated or truncated
+        if not done:  # stopped mid-episode: only finished episodes count
+            break
+        returns.append(episode_return)
     env.close()
     return returns
 
@@ -254,111 +205,224 @@ def evaluate(actor: nn.Module, args: Args, run_dir: str, device: torch.device) -
 # == ALGO: ddpg_pendulum ==
 def main(args: Args) -> dict:
     check_args(args)
-    seed_everything(args.seed, args.torch_deterministic)
-    torch.set_num_threads(args.torch_threads)
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    env = make_env(args.env_id)
+    device = torch_setup(args)
+    env = make_env(args)
+    if not isinstance(env.action_space, gym.spaces.Box):
+        fail(f"--env-id {args.env_id!r} has no continuous (Box) action space")
     obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
-    low, high = env.action_space.low, env.action_space.high  # [A], [A]
+    low, high, h = env.action_space.low, env.action_space.high, args.hidden_dim  # [A], [A]
+    nbytes = 4 * (args.buffer_size * (2 * obs_dim + act_dim + 2) + 16 * h * (obs_dim + act_dim + h))
+    check_memory(nbytes + args.batch_size * 64 * h, "--buffer-size, --hidden-dim, --batch-size")
     actor = Actor(obs_dim, act_dim, args.hidden_dim, low, high).to(device)
     critic = Critic(obs_dim, act_dim, args.hidden_dim, num_critics=1).to(device)
     if args.load_model:
-        try:
-            state = torch.load(args.load_model, map_location=device, weights_only=True)
-            actor.load_state_dict(state["actor"])
-            critic.load_state_dict(state["critic"])
-        except Exception as error:  # missing, not a state_dict, other shapes
-            fail(f"cannot load --load-model {args.load_model!r}: {' '.join(str(error).split())}")
+        load_model(args.load_model, device, actor=actor, critic=critic)
     target_actor, target_critic = copy.deepcopy(actor), copy.deepcopy(critic)
     q_optimizer = torch.optim.Adam(critic.parameters(), lr=args.q_lr, fused=True)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
-    keys = ("observations", "actions", "rewards", "next_observations", "terminations")  # .npz keys too
-    shapes = ([obs_dim], [act_dim], [], [obs_dim], [])  # terminations: 1.0 only at a true terminal state
-    rb = {key: np.zeros([args.buffer_size, *shape], np.float32) for key, shape in zip(keys, shapes)}  # ring
-    rng = np.random.default_rng(args.seed)
+    optimizers = q_optimizer, torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
     noise_std = args.exploration_noise * (high - low) / 2  # [A] sigma in action units
-    run_dir, writer = start_run(args, args.env_id)
+    shapes = ([obs_dim], [act_dim], [], [obs_dim], [])  # terminations: 1.0 only at a true terminal state
+    rb = {key: np.zeros([args.buffer_size, *shape], np.float32) for key, shape in zip(KEYS, shapes)}  # ring
+    rng = np.random.default_rng(args.seed)
+    run_dir, writer, stop = start_run(args, args.env_id)
     progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
-    interrupted, start_time, global_step = False, time.time(), 0
-    num_updates, recent_returns, losses = 0, [0.0], {}
+    start_time, global_step, num_updates, recent_returns, losses = time.time(), 0, 0, [0.0], {}
     obs, _ = env.reset(seed=args.seed)  # [O]
     env.action_space.seed(args.seed)
-    try:
-        while global_step < args.total_steps:
-            if global_step < args.learning_starts:
-                action = env.action_space.sample()  # [A] warm-up: uniform over the bounds
-            else:
-                action = actor.act(torch.as_tensor(obs, device=device)[None], deterministic=False)  # [1, A]
-                noise = rng.normal(0.0, noise_std)  # [A] Gaussian exploration, uncorrelated in time
-                action = np.clip(action[0].cpu().numpy() + noise, low, high)  # [1, A] -> [A]
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            for array, value in zip(rb.values(), (obs, action, reward, next_obs, terminated)):
-                array[global_step % args.buffer_size] = value  # next_obs is the true s', even at a time limit
-            obs, global_step = next_obs, global_step + 1
-            if terminated or truncated:  # log every episode, and the losses and SPS as of its end
-                recent_returns = [*recent_returns[-9:], float(info["episode"]["r"])]
-                writer.add_scalar("charts/episodic_return", info["episode"]["r"], global_step)
-                writer.add_scalar("charts/episodic_length", info["episode"]["l"], global_step)
-                writer.add_scalar("charts/SPS", global_step / (time.time() - start_time), global_step)
-                for name, value in losses.items():
-                    writer.add_scalar(f"losses/{name}", value.mean().item(), global_step)
-                progress.set_postfix(ret=f"{np.mean(recent_returns):.1f}")
-                obs, _ = env.reset()
-            progress.update(1)
-            for _ in range(args.gradient_steps if global_step > args.learning_starts else 0):
-                idx = rng.integers(min(global_step, args.buffer_size), size=args.batch_size)  # [B] uniform
-                batch = [torch.from_numpy(array[idx]).to(device) for array in rb.values()]
-                b_obs, b_actions, b_rewards, b_next_obs, b_terminations = batch  # shapes as in rb: [B, ...]
-                target = td_target(
-                    target_actor, target_critic, b_rewards, b_next_obs, b_terminations, args.gamma
-                )
-                q = critic(b_obs, b_actions)  # [B, O], [B, A] -> [N, B]
-                q_loss = F.mse_loss(q, target.expand_as(q)) * len(q)  # sum over the N critics
-                if not torch.isfinite(q_loss):
-                    fail(f"loss is {q_loss.item()} at step {global_step}")
-                q_optimizer.zero_grad(set_to_none=True)
-                q_loss.backward()
-                q_optimizer.step()
-                critic.requires_grad_(False)  # the actor needs dQ/da only: skip the critic's weight grads
-                actor_loss = -critic(b_obs, actor(b_obs))[0].mean()  # [B, A] -> [1, B] -> scalar
-                actor_optimizer.zero_grad(set_to_none=True)
-                actor_loss.backward()
-                actor_optimizer.step()
-                critic.requires_grad_(True)
-                soft_update(target_critic, critic, args.tau)
-                soft_update(target_actor, actor, args.tau)
-                num_updates += 1
-                losses = {"q_loss": q_loss, "q_values": q, "actor_loss": actor_loss}
-    except KeyboardInterrupt:
-        interrupted = True
+    while global_step < args.total_steps and not stop.is_set():
+        if global_step < args.learning_starts:
+            action = env.action_space.sample()  # [A] warm-up: uniform over the bounds
+        else:
+            action = actor.act(torch.as_tensor(obs, device=device)[None], deterministic=False)  # [1, A]
+            noise = rng.normal(0.0, noise_std)  # [A] Gaussian exploration, uncorrelated in time
+            action = np.clip(action[0].cpu().numpy() + noise, low, high)  # [1, A] -> [A]
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        for array, value in zip(rb.values(), (obs, action, reward, next_obs, terminated)):
+            array[global_step % args.buffer_size] = value  # next_obs is the true s', even at a time limit
+        obs, global_step = next_obs, global_step + 1
+        if terminated or truncated:  # log every episode, and the losses and SPS as of its end
+            recent_returns = [*recent_returns[-9:], float(info["episode"]["r"])]
+            writer.add_scalar("charts/episodic_return", info["episode"]["r"], global_step)
+            writer.add_scalar("charts/episodic_length", info["episode"]["l"], global_step)
+            writer.add_scalar("charts/SPS", global_step / (time.time() - start_time), global_step)
+            for name, value in losses.items():
+                writer.add_scalar(f"losses/{name}", value.item(), global_step)
+            progress.set_postfix(ret=f"{np.mean(recent_returns):.1f}")
+            obs, _ = env.reset()
+        progress.update(1)
+        updates = args.gradient_steps if global_step > args.learning_starts else 0
+        for _ in range(updates if not stop.is_set() else 0):
+            idx = rng.integers(min(global_step, args.buffer_size), size=args.batch_size)  # [B] uniform
+            batch = [torch.from_numpy(array[idx]).to(device) for array in rb.values()]  # [B, ...] as in rb
+            losses = update(actor, critic, target_actor, target_critic, optimizers, batch, args)
+            if not torch.isfinite(sum(losses.values())):  # any loss, Q or alpha NaN or inf
+                fail(f"loss is not finite at step {global_step}")
+            num_updates += 1
     progress.close()
     env.close()
-    train_seconds = time.time() - start_time
-    returns = evaluate(actor, args, run_dir, device)
-    if args.save_model:  # state_dicts only (CONVENTIONS 5)
-        torch.save(
-            {"actor": actor.state_dict(), "critic": critic.state_dict()}, os.path.join(run_dir, "model.pt")
-        )
-    if args.save_buffer:
-        size = min(global_step, args.buffer_size)  # in ring order, the format cql_pendulum.py reads
-        np.savez(os.path.join(run_dir, "buffer.npz"), **{key: array[:size] for key, array in rb.items()})
-    summary = {
-        "algo": os.path.basename(__file__)[: -len(".py")],
-        "env_id": args.env_id,
-        "seed": args.seed,
-        "total_steps": global_step,
-        "num_updates": num_updates,
-        "train_seconds": round(train_seconds, 3),
-        "steps_per_second": round(global_step / max(train_seconds, 1e-9), 1),
-        "eval_episodes": args.eval_episodes,
-        "eval_return_mean": float(returns.mean()),
-        "eval_return_std": float(returns.std()),
-        "interrupted": interrupted,
-        "run_dir": run_dir,
-        "train_return_last10": float(np.mean(recent_returns)),
-    }
-    return finish_run(summary, writer, args.track)
+    train_seconds, interrupted = time.time() - start_time, stop.is_set()
+    stop.clear()  # from here a stop ends the evaluation
+    returns = evaluate(actor, args, run_dir, device, stop)
+    if args.save_model:
+        save_model(f"{run_dir}/model.pt", actor=actor, critic=critic)
+    if args.save_buffer:  # in ring order, the format cql_pendulum.py reads
+        size = min(global_step, args.buffer_size)
+        write_atomic(f"{run_dir}/buffer.npz", lambda f: np.savez(f, **{k: a[:size] for k, a in rb.items()}))
+    return finish_run(
+        args, run_dir, writer, returns, total_steps=global_step, num_updates=num_updates,
+        train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(),
+        train_return_last10=float(np.mean(recent_returns)),
+    )  # fmt: skip
 
 
+# == SHARED: continuous_checks ==
+def check_args(args: Args) -> None:
+    """Reject values the run cannot use, before anything is written."""
+    at_least = dict.fromkeys(["eval_episodes", "torch_threads", "hidden_dim", "buffer_size", "batch_size"], 1)
+    check_common_args(
+        args, at_least | {"total_steps": 0, "learning_starts": 0, "gradient_steps": 1}, ("gamma", "tau")
+    )
+    if not (args.q_lr > 0.0 and args.policy_lr > 0.0 and args.tau > 0.0):
+        fail(f"--q-lr, --policy-lr and --tau must be > 0, got {args.q_lr}, {args.policy_lr}, {args.tau}")
+    check_env(args.env_id, args.capture_video)
+    check_algo_args(args)
+
+
+# == ALGO: ddpg_pendulum ==
+def check_algo_args(args: Args) -> None:
+    if args.exploration_noise < 0.0:
+        fail(f"--exploration-noise must be >= 0, got {args.exploration_noise}")
+
+
+# == SHARED: run_helpers ==
+def fail(message: str) -> NoReturn:
+    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
+    raise SystemExit(f"error: {' '.join(message.split())}")
+
+
+def check_common_args(args, at_least: dict, unit_interval: tuple = ()) -> None:
+    """Stop on what no run can use: NaN or inf in any field, a seed outside [0, 2**32), a field below its
+    minimum (`at_least`) or outside [0, 1] (`unit_interval`)."""
+    for name, value in asdict(args).items():
+        items = value if isinstance(value, tuple) else [value]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    bounds = {"seed": (0, 2**32 - 1), **{n: (low, math.inf) for n, low in at_least.items()}}
+    for name, (low, high) in (bounds | {n: (0.0, 1.0) for n in unit_interval}).items():
+        if not low <= getattr(args, name) <= high:
+            fail(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {getattr(args, name)}")
+
+
+def check_memory(nbytes: float, flags: str) -> None:
+    """Stop before allocating when an estimate of the buffers exceeds this machine's physical memory."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else math.inf
+    if nbytes > total:
+        fail(f"{flags} would need {nbytes / 2**30:,.1f} GiB of memory, more than this machine has")
+
+
+def write_atomic(path: str, write: Callable) -> None:
+    """`write(file)` to a temporary name, then rename: a run killed outright never leaves half a file."""
+    with open(path + ".tmp", "wb") as f:
+        write(f)
+    os.replace(path + ".tmp", path)
+
+
+def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
+    """Seed python and numpy; create the run directory with `args.json`, the TensorBoard writer, the W&B run.
+    From here Ctrl-C (SIGINT) and SIGTERM only set the returned event, which the loops read between steps: a
+    stop at any moment ends training, then the evaluation, and a second one cannot cut a file."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = base = os.path.join(args.runs_dir, name)
+    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
+        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
+    try:
+        os.makedirs(run_dir)
+    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
+    if args.track:
+        import wandb
+
+        kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args))
+        kwargs |= dict(name=os.path.basename(run_dir), dir=run_dir, sync_tensorboard=True, save_code=True)
+        wandb.init(**kwargs)
+    write_atomic(f"{run_dir}/args.json", lambda f: f.write(json.dumps(asdict(args), indent=2).encode()))
+    stop, main_thread = threading.Event(), threading.current_thread() is threading.main_thread()
+    for sig in (signal.SIGINT, signal.SIGTERM) if main_thread else ():  # only the main thread gets signals
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job (nohup, &) keeps ignoring it
+            signal.signal(sig, lambda signum, frame: stop.set())
+    return run_dir, Writer(run_dir), stop
+
+
+def finish_run(args, run_dir: str, writer: Writer, returns: list, **figures) -> dict:
+    """Write the summary (CONVENTIONS 4) to `summary.json` and print it as the last line of stdout: the
+    evaluation over the episodes that finished, NaN or inf as null. A stop after this is ignored."""
+    mean, std = (float(np.mean(returns)), float(np.std(returns))) if len(returns) else (None, None)
+    sps = round(figures["total_steps"] / max(figures["train_seconds"], 1e-9), 1)
+    summary = {"algo": os.path.basename(__file__)[:-3], "env_id": args.env_id, "seed": args.seed, **figures}
+    summary |= {"steps_per_second": sps, "eval_episodes": len(returns), "eval_return_mean": mean}
+    summary |= {"eval_return_std": std, "run_dir": run_dir}
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+    writer.close()
+    write_atomic(f"{run_dir}/summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    print(json.dumps(summary), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written: a late stop must not fail the exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return summary
+
+
+# == SHARED: torch_helpers ==
+def torch_setup(args) -> torch.device:
+    """Seed torch and choose its kernels, thread count and device (the torch fields of Args)."""
+    if not 1 <= args.torch_threads <= (os.cpu_count() or 1):
+        fail(f"--torch-threads must be in [1, {os.cpu_count()}], the cores here; got {args.torch_threads}")
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+
+def load_model(path: str, device: torch.device, **parts) -> None:
+    """Load `--load-model` into `parts` (modules, or tensors copied in place); one line on a missing or
+    corrupt file, a pickle (weights_only refuses to run it), other keys or shapes, or NaN and inf."""
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # torch warns before it refuses a pickle; the line below says why
+            state = torch.load(path, map_location=device, weights_only=True)
+            for name, part in parts.items():
+                part.load_state_dict(state[name]) if isinstance(part, nn.Module) else part.copy_(state[name])
+    except Exception as error:
+        fail(f"cannot load --load-model {path!r}: {type(error).__name__}: {error}")
+    flat = [v for p in state.values() for v in (p.values() if isinstance(p, dict) else [p])]
+    if not all(torch.isfinite(v).all() for v in flat if torch.is_tensor(v) and v.is_floating_point()):
+        fail(f"--load-model {path!r} holds NaN or inf")
+
+
+def save_model(path: str, **parts) -> None:
+    """state_dicts and tensors, never pickled modules (CONVENTIONS 5), written atomically."""
+    state = {name: p.state_dict() if isinstance(p, nn.Module) else p.detach() for name, p in parts.items()}
+    write_atomic(path, lambda f: torch.save(state, f))
+
+
+# == SHARED: gym_helpers ==
+def check_env(env_id: str, capture_video: bool) -> None:
+    """Build the environment once: an unknown id, or one whose extra is not installed, stops here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's deprecation notes for old versions
+            gym.make(env_id, render_mode="rgb_array" if capture_video else None).close()
+    except gym.error.DependencyNotInstalled as error:
+        fail(f"--env-id {env_id!r} needs a package that is not installed: {str(error).splitlines()[0]}")
+    except Exception as error:
+        fail(f"cannot make --env-id {env_id!r}: {type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+# == SHARED: entry_point ==
 if __name__ == "__main__":
     main(tyro.cli(Args))

@@ -10,20 +10,23 @@ Shapes: B batch, E envs, O obs dim, A discrete actions.
 """
 
 import json
+import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
-from typing import Literal, NoReturn, Optional
+from typing import Callable, Literal, NoReturn, Optional
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import tyro
-from torch.utils.tensorboard import SummaryWriter
+from tensorboard.summary import Writer
 from tqdm import tqdm
 
 
@@ -33,11 +36,7 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment (run directory and W&B run name)"""
     seed: int = 1
-    """seeds python, numpy, torch, the environments and their action spaces"""
-    torch_deterministic: bool = True
-    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
-    cuda: bool = True
-    """use a GPU when one is present; the CPU otherwise, silently"""
+    """seeds python, numpy (and torch), the environments and their action spaces; in [0, 2**32)"""
     track: bool = False
     """log to Weights & Biases (works offline with `WANDB_MODE=offline`)"""
     wandb_project_name: str = "rl-algos"
@@ -54,19 +53,24 @@ class Args:
     """parent folder of the run directories"""
     progress: bool = True
     """show a progress bar on a terminal (`--no-progress` silences it)"""
+    # == SHARED: torch_args ==
+    torch_deterministic: bool = True
+    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
+    cuda: bool = True
+    """use a GPU when one is present; the CPU otherwise, silently"""
+    torch_threads: int = 1
+    """torch intra-op threads; the small networks here update fastest on one (measure before raising it)"""
     # == ENV: pendulum ==
     env_id: str = "Pendulum-v1"
     """gymnasium id of a task with a one-dimensional continuous action (Pendulum-v1 ends after 200 steps)"""
     total_steps: int = 20000
     """environment steps, summed over the E parallel environments"""
     eval_episodes: int = 10
-    """episodes of the final greedy evaluation, on a fresh environment seeded from `--seed`"""
+    """episodes of the final greedy evaluation, from start states of its own (no training reset, no other `--seed`)"""
     n_actions: int = 11
     """A, torques evenly spaced over the action range, both ends included (11: -2.0, -1.6, ..., 2.0)"""
     num_envs: int = 4
     """E, environments stepped together; one network call picks the actions of all E"""
-    torch_threads: int = 1
-    """torch intra-op threads; small networks on 2 cores run fastest on one"""
     hidden_dim: int = 128
     """units in each of the two hidden layers of the Q-network"""
     learning_rate: float = 1e-3
@@ -98,149 +102,53 @@ class Args:
 
 
 def make_env(args: Args, render_mode: Optional[str] = None) -> gym.Env:
-    """One Pendulum whose action is an index into n_actions torques from low to high."""
+    """One Pendulum whose action is an index a into n_actions torques from low to high, both ends included."""
     env = gym.make(args.env_id, render_mode=render_mode)
     if not isinstance(env.action_space, gym.spaces.Box) or env.action_space.shape != (1,):
         fail(f"--env-id {args.env_id!r} does not have a one-dimensional continuous action")
     low, high = float(env.action_space.low[0]), float(env.action_space.high[0])
-    torques = np.linspace(low, high, args.n_actions, dtype=np.float32)  # [A]
-    return gym.wrappers.TransformAction(
-        env, lambda a: torques[a : a + 1], gym.spaces.Discrete(args.n_actions)
-    )
-
-
-def check_env_args(args: Args) -> None:
-    """Checks that only this environment needs."""
-    if args.n_actions < 2:
-        fail(f"--n-actions must be >= 2 (both ends of the torque range), got {args.n_actions}")
-
-
-# == SHARED: run_helpers ==
-def fail(message: str) -> NoReturn:
-    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
-    raise SystemExit(f"error: {message}")
-
-
-def seed_everything(seed: int, torch_deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = torch_deterministic
-
-
-def start_run(args, env_id: str) -> tuple[str, SummaryWriter]:
-    """Create the run directory, the TensorBoard writer and (with --track) the W&B run."""
-    run_dir = os.path.join(args.runs_dir, f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    suffix = 0
-    while os.path.exists(run_dir + (f"-{suffix}" if suffix else "")):
-        suffix += 1
-    run_dir += f"-{suffix}" if suffix else ""
-    os.makedirs(run_dir)
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=asdict(args),
-            name=os.path.basename(run_dir),
-            dir=run_dir,
-            save_code=True,
-        )
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump(asdict(args), f, indent=2)
-    writer = SummaryWriter(run_dir)
-    table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    return run_dir, writer
-
-
-def finish_run(summary: dict, writer: SummaryWriter, track: bool) -> dict:
-    """Close the loggers, write `summary.json` and print it as the last line of stdout."""
-    writer.close()
-    with open(os.path.join(summary["run_dir"], "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    if track:
-        import wandb
-
-        wandb.finish()
-    print(json.dumps(summary), flush=True)
-    return summary
+    step = (high - low) / (args.n_actions - 1)  # action a is the torque low + a * step
+    discrete = gym.spaces.Discrete(args.n_actions)
+    return gym.wrappers.TransformAction(env, lambda a: np.float32([low + a * step]), discrete)  # a -> [1]
 
 
 # == SHARED: dqn_parts ==
-def check_args(args: Args) -> None:
-    """Reject values the run cannot use, before anything is written."""
-    try:
-        gym.spec(args.env_id)
-    except Exception:
-        fail(f"unknown --env-id {args.env_id!r}: gymnasium has no such environment")
-    at_least = {"total_steps": 0, "learning_starts": 0, "eval_episodes": 1, "num_envs": 1, "torch_threads": 1}
-    at_least |= dict.fromkeys(["hidden_dim", "buffer_size", "batch_size", "log_frequency"], 1)
-    at_least |= dict.fromkeys(["target_network_frequency", "train_frequency"], 1)
-    for name, low in at_least.items():
-        if getattr(args, name) < low:
-            fail(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
-    for name in ("gamma", "start_e", "end_e", "exploration_fraction", "tau"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            fail(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if not (args.learning_rate > 0.0 and args.tau > 0.0):
-        fail(f"--learning-rate and --tau must be > 0, got {args.learning_rate} and {args.tau}")
-    check_env_args(args)
+class QNetwork(nn.Sequential):
+    """Q(s, .): an MLP from an observation to one value per discrete action, [B, O] -> [B, A]."""
 
-
-class QNetwork(nn.Module):
-    """Q(s, .): an MLP from an observation to one value per discrete action."""
-
-    def __init__(self, obs_dim: int, n_actions: int, hidden_dim: int):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(obs_dim, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, n_actions),
-        )
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs)  # [B, O] -> [B, A]
+    def __init__(self, obs_dim: int, n_actions: int, h: int):
+        layers = nn.Linear(obs_dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, n_actions)
+        super().__init__(*layers)  # [B, O] -> [B, h] -> [B, h] -> [B, A]
 
 
 class ReplayBuffer:
     """Preallocated ring buffer of transitions (s, a, r, s', terminated): numpy in, tensors out."""
 
     def __init__(self, size: int, obs_dim: int):
-        self.obs = np.zeros((size, obs_dim), dtype=np.float32)  # [N, O]
-        self.next_obs = np.zeros((size, obs_dim), dtype=np.float32)  # [N, O]
+        self.obs, self.next_obs = np.zeros((2, size, obs_dim), dtype=np.float32)  # [N, O] each
         self.actions = np.zeros(size, dtype=np.int64)  # [N]
         self.rewards = np.zeros(size, dtype=np.float32)  # [N]
         self.terminations = np.zeros(size, dtype=np.float32)  # [N] 1.0 only at a true terminal state
-        self.size, self.pos, self.full = size, 0, False
+        self.size, self.added = size, 0  # once added > size, each add overwrites the oldest
 
     def add(self, obs, actions, rewards, next_obs, terminations) -> None:
         """Store the E transitions of one vector step (arrays with leading dimension E)."""
-        idx = (self.pos + np.arange(len(actions))) % self.size  # [E]
+        idx = (self.added + np.arange(len(actions))) % self.size  # [E]
         self.obs[idx], self.next_obs[idx], self.actions[idx] = obs, next_obs, actions
         self.rewards[idx], self.terminations[idx] = rewards, terminations
-        self.full = self.full or self.pos + len(actions) >= self.size
-        self.pos = (self.pos + len(actions)) % self.size
+        self.added += len(actions)
 
     def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device) -> tuple:
-        idx = rng.integers(self.size if self.full else self.pos, size=batch_size)  # [B]
+        idx = rng.integers(min(self.added, self.size), size=batch_size)  # [B]
         batch = (self.obs, self.actions, self.rewards, self.next_obs, self.terminations)
         return tuple(torch.from_numpy(x[idx]).to(device) for x in batch)  # [B, O], [B], [B], [B, O], [B]
 
 
-def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> float:
-    """Epsilon after t environment steps: linear from start_e to end_e over `duration` steps."""
-    return max(end_e, start_e + (end_e - start_e) * t / max(duration, 1.0))
-
-
-def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """theta_target <- tau * theta + (1 - tau) * theta_target (tau = 1: hard copy)."""
+# == SHARED: soft_update ==
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging theta_target <- tau * theta + (1 - tau) * theta_target (tau = 1: hard copy)."""
     with torch.no_grad():
-        for target_param, param in zip(target.parameters(), online.parameters()):
+        for target_param, param in zip(target.parameters(), source.parameters()):
             target_param.lerp_(param, tau)
 
 
@@ -256,135 +164,251 @@ def td_target(q_network: nn.Module, target_network: nn.Module, rewards, next_obs
 
 
 # == SHARED: dqn_main ==
-def evaluate(q_network: nn.Module, args: Args, run_dir: str, device: torch.device) -> np.ndarray:
-    """Greedy policy argmax_a Q(s, a) on a fresh environment seeded from args.seed; returns [episodes]."""
+def evaluate(q_network: nn.Module, args: Args, run_dir: str, device: torch.device, stop) -> list[float]:
+    """Greedy policy argmax_a Q(s, a) on start states of the evaluation's own; returns finished episodes."""
     env = make_env(args, render_mode="rgb_array" if args.capture_video else None)
     if args.capture_video:
-        env = gym.wrappers.RecordVideo(
-            env, f"{run_dir}/videos", episode_trigger=lambda e: True, disable_logger=True
-        )
-    returns = np.zeros(args.eval_episodes)  # [episodes]
-    for episode in range(args.eval_episodes):
-        obs, _ = env.reset(seed=args.seed + 10_000 + episode)
-        done = False
-        while not done:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", lambda e: True, disable_logger=True)
+    returns, seeds = [], np.random.default_rng([args.seed, 1])  # no training reset or other --seed has these
+    while len(returns) < args.eval_episodes and not stop.is_set():
+        obs, _ = env.reset(seed=int(seeds.integers(2**31)))
+        episode_return, done = 0.0, False
+        while not done and not stop.is_set():  # an episode cut by a stop does not count
             with torch.no_grad():
                 q = q_network(torch.as_tensor(obs, device=device)[None])  # [1, O] -> [1, A]
             obs, reward, terminated, truncated, _ = env.step(int(q.argmax(dim=1)[0]))
-            returns[episode] += float(reward)
-            done = terminated or truncated
+            episode_return, done = episode_return + float(reward), terminated or truncated
+        returns += [episode_return] if done else []
     env.close()
     return returns
 
 
 def main(args: Args) -> dict:
     check_args(args)
-    seed_everything(args.seed, args.torch_deterministic)
-    torch.set_num_threads(args.torch_threads)
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    envs = gym.vector.SyncVectorEnv(
-        [lambda: make_env(args) for _ in range(args.num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,  # the final obs of an episode is in infos
-    )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    device = torch_setup(args)
+    envs = gym.vector.SyncVectorEnv([lambda: make_env(args)] * args.num_envs, autoreset_mode="SameStep")
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)  # SameStep: an episode's final obs is in infos
     if not isinstance(envs.single_action_space, gym.spaces.Discrete):
         fail(f"--env-id {args.env_id!r} has no discrete action space")
-    obs_dim, n_actions = int(np.prod(envs.single_observation_space.shape)), int(envs.single_action_space.n)
-    q_network = QNetwork(obs_dim, n_actions, args.hidden_dim).to(device)
+    obs_dim, n_actions = envs.single_observation_space.shape[0], int(envs.single_action_space.n)
+    h = args.hidden_dim  # bytes: 4 per stored float, 20 per weight (5 copies), 16 per activation in a batch
+    nbytes = 4 * args.buffer_size * (2 * obs_dim + 4) + 20 * h * (obs_dim + h + n_actions)
+    nbytes += 16 * args.batch_size * (obs_dim + 2 * h + n_actions)
+    check_memory(nbytes, "--buffer-size, --hidden-dim and --batch-size")
+    q_network = QNetwork(obs_dim, n_actions, h).to(device)
     if args.load_model:
-        try:
-            q_network.load_state_dict(torch.load(args.load_model, map_location=device, weights_only=True))
-        except Exception as error:  # missing, not a state_dict, other shapes
-            fail(f"cannot load --load-model {args.load_model!r}: {' '.join(str(error).split())}")
-    target_network = QNetwork(obs_dim, n_actions, args.hidden_dim).to(device)
-    target_network.load_state_dict(q_network.state_dict())
+        load_model(args.load_model, device, q_network=q_network)
+    target_network = QNetwork(obs_dim, n_actions, h).to(device)
+    target_network.load_state_dict(q_network.state_dict())  # theta_target starts as theta
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
-    rb = ReplayBuffer(args.buffer_size, obs_dim)
-    loss_fn = F.smooth_l1_loss if args.loss == "huber" else F.mse_loss
-    rng = np.random.default_rng(args.seed)
-    run_dir, writer = start_run(args, args.env_id)
+    rb, rng = ReplayBuffer(args.buffer_size, obs_dim), np.random.default_rng(args.seed)
+    loss_fn = nn.functional.smooth_l1_loss if args.loss == "huber" else nn.functional.mse_loss
+    decay_steps = max(args.exploration_fraction * args.total_steps, 1.0)  # of epsilon, in env steps
+    run_dir, writer, stop = start_run(args, args.env_id)
     progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
-    interrupted, start_time, global_step = False, time.time(), 0
-    num_updates, next_log, recent_returns = 0, args.log_frequency, []
+    global_step, num_updates, next_log, recent_returns, start_time = 0, 0, args.log_frequency, [], time.time()
     obs, _ = envs.reset(seed=args.seed)  # [E, O]
-    envs.action_space.seed(args.seed)
-    try:
-        while global_step + args.num_envs <= args.total_steps:
-            epsilon = linear_schedule(
-                args.start_e, args.end_e, args.exploration_fraction * args.total_steps, global_step
-            )
-            explore = rng.random(args.num_envs) < epsilon  # [E]
-            actions = rng.integers(n_actions, size=args.num_envs)  # [E]
-            if not explore.all():
-                with torch.no_grad():
-                    q = q_network(torch.as_tensor(obs, device=device))  # [E, O] -> [E, A]
-                actions = np.where(explore, actions, q.argmax(dim=1).cpu().numpy())  # [E]
-            next_obs, rewards, terminations, truncations, infos = envs.step(actions)
-            global_step += args.num_envs
-            real_next_obs = next_obs.copy()  # [E, O]
-            if "_final_obs" in infos:  # SAME_STEP autoreset: next_obs is already the next episode's start
-                for i in np.flatnonzero(infos["_final_obs"]):
-                    real_next_obs[i] = infos["final_obs"][i]
-                for i in np.flatnonzero(infos["_episode"]):
-                    recent_returns = [*recent_returns[-9:], float(infos["episode"]["r"][i])]
-                    writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
-                    writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
-            rb.add(obs, actions, rewards, real_next_obs, terminations)  # truncation is not termination
-            obs = next_obs
+    while global_step + args.num_envs <= args.total_steps and not stop.is_set():
+        epsilon = max(args.end_e, args.start_e + (args.end_e - args.start_e) * global_step / decay_steps)
+        explore = rng.random(args.num_envs) < epsilon  # [E]
+        actions = rng.integers(n_actions, size=args.num_envs)  # [E]
+        if not explore.all():
+            with torch.no_grad():
+                q = q_network(torch.as_tensor(obs, device=device))  # [E, O] -> [E, A]
+            actions = np.where(explore, actions, q.argmax(dim=1).cpu().numpy())  # [E]
+        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+        global_step += args.num_envs
+        real_next_obs = next_obs.copy()  # [E, O]
+        if "_final_obs" in infos:  # SAME_STEP autoreset: next_obs is already the next episode's start
+            for i in np.flatnonzero(infos["_final_obs"]):
+                real_next_obs[i] = infos["final_obs"][i]
+            for i in np.flatnonzero(infos["_episode"]):
+                recent_returns = [*recent_returns[-9:], float(infos["episode"]["r"][i])]
+                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+        rb.add(obs, actions, rewards, real_next_obs, terminations)  # truncation is not termination
+        obs = next_obs
 
-            while num_updates < (global_step - args.learning_starts) // args.train_frequency:
-                obs_b, actions_b, rewards_b, next_obs_b, terms_b = rb.sample(args.batch_size, rng, device)
-                target = td_target(
-                    q_network, target_network, rewards_b, next_obs_b, terms_b, args.gamma
-                )  # [B]
-                q_all = q_network(obs_b)  # [B, O] -> [B, A]
-                q_taken = q_all.gather(1, actions_b[:, None])[:, 0]  # [B, A] -> [B]
-                loss = loss_fn(q_taken, target)
-                if not torch.isfinite(loss):
-                    fail(f"loss is {loss.item()} at step {global_step}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                num_updates += 1
-                if num_updates % args.target_network_frequency == 0:
-                    soft_update(target_network, q_network, args.tau)
+        while num_updates < (global_step - args.learning_starts) // args.train_frequency:
+            obs_b, actions_b, rewards_b, next_obs_b, terms_b = rb.sample(args.batch_size, rng, device)
+            target = td_target(q_network, target_network, rewards_b, next_obs_b, terms_b, args.gamma)  # [B]
+            q_all = q_network(obs_b)  # [B, O] -> [B, A]
+            q_taken = q_all.gather(1, actions_b[:, None])[:, 0]  # [B, A] -> [B]
+            loss = loss_fn(q_taken, target)
+            if not torch.isfinite(loss):
+                fail(f"loss is {loss.item()} at step {global_step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            num_updates += 1
+            if num_updates % args.target_network_frequency == 0:
+                soft_update(target_network, q_network, args.tau)
 
-            if global_step >= next_log:
-                next_log += args.log_frequency
-                sps = global_step / (time.time() - start_time)
-                writer.add_scalar("charts/SPS", sps, global_step)
-                writer.add_scalar("charts/epsilon", epsilon, global_step)
-                if num_updates > 0:
-                    writer.add_scalar("losses/td_loss", loss.item(), global_step)
-                    writer.add_scalar("losses/q_values", q_taken.mean().item(), global_step)
-                    writer.add_scalar("charts/max_q", q_all.max(dim=1).values.mean().item(), global_step)
-                progress.set_postfix(ret=f"{np.mean(recent_returns or [0]):.1f}", sps=f"{sps:.0f}")
-            progress.update(args.num_envs)
-    except KeyboardInterrupt:
-        interrupted = True
+        if global_step >= next_log:
+            next_log, sps = next_log + args.log_frequency, global_step / (time.time() - start_time)
+            scalars = {"charts/SPS": sps, "charts/epsilon": epsilon}
+            if num_updates > 0:  # of the last batch
+                scalars |= {"losses/td_loss": loss, "losses/q_values": q_taken.mean()}
+                scalars["charts/max_q"] = q_all.max(dim=1).values.mean()  # over-estimation shows here
+            for tag, value in scalars.items():
+                writer.add_scalar(tag, float(value), global_step)
+            progress.set_postfix(ret=f"{np.mean(recent_returns or [0]):.1f}", sps=f"{sps:.0f}")
+        progress.update(args.num_envs)
     progress.close()
     envs.close()
-    train_seconds = time.time() - start_time
-    returns = evaluate(q_network, args, run_dir, device)
+    train_seconds, interrupted = time.time() - start_time, stop.is_set()
+    stop.clear()  # from here a stop ends the evaluation
+    returns = evaluate(q_network, args, run_dir, device, stop)
     if args.save_model:
-        torch.save(q_network.state_dict(), os.path.join(run_dir, "model.pt"))
-    summary = {
-        "algo": os.path.basename(__file__)[: -len(".py")],
-        "env_id": args.env_id,
-        "seed": args.seed,
-        "total_steps": global_step,
-        "num_updates": num_updates,
-        "train_seconds": round(train_seconds, 3),
-        "steps_per_second": round(global_step / max(train_seconds, 1e-9), 1),
-        "eval_episodes": args.eval_episodes,
-        "eval_return_mean": float(returns.mean()),
-        "eval_return_std": float(returns.std()),
-        "interrupted": interrupted,
-        "run_dir": run_dir,
-        "train_return_last10": float(np.mean(recent_returns or [0])),
-    }
-    return finish_run(summary, writer, args.track)
+        save_model(f"{run_dir}/model.pt", q_network=q_network)
+    return finish_run(
+        args, run_dir, writer, returns, total_steps=global_step, num_updates=num_updates,
+        train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(),
+        train_return_last10=float(np.mean(recent_returns or [0])),
+    )  # fmt: skip
 
 
+# == SHARED: dqn_checks ==
+def check_args(args: Args) -> None:
+    """Reject values the run cannot use, before anything is written."""
+    minimum = {"total_steps": 0, "learning_starts": 0, "n_actions": 2}  # any other int field but seed: 1
+    at_least = {n: minimum.get(n, 1) for n, v in asdict(args).items() if type(v) is int and n != "seed"}
+    check_common_args(args, at_least, ("gamma", "start_e", "end_e", "exploration_fraction", "tau"))
+    if not (args.learning_rate > 0.0 and args.tau > 0.0):
+        fail(f"--learning-rate and --tau must be > 0, got {args.learning_rate} and {args.tau}")
+    check_memory(args.num_envs * 2**14, "--num-envs")  # before the E environments are made
+    check_env(args.env_id, args.capture_video)
+
+
+# == SHARED: run_helpers ==
+def fail(message: str) -> NoReturn:
+    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
+    raise SystemExit(f"error: {' '.join(message.split())}")
+
+
+def check_common_args(args, at_least: dict, unit_interval: tuple = ()) -> None:
+    """Stop on what no run can use: NaN or inf in any field, a seed outside [0, 2**32), a field below its
+    minimum (`at_least`) or outside [0, 1] (`unit_interval`)."""
+    for name, value in asdict(args).items():
+        items = value if isinstance(value, tuple) else [value]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    bounds = {"seed": (0, 2**32 - 1), **{n: (low, math.inf) for n, low in at_least.items()}}
+    for name, (low, high) in (bounds | {n: (0.0, 1.0) for n in unit_interval}).items():
+        if not low <= getattr(args, name) <= high:
+            fail(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {getattr(args, name)}")
+
+
+def check_memory(nbytes: float, flags: str) -> None:
+    """Stop before allocating when an estimate of the buffers exceeds this machine's physical memory."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else math.inf
+    if nbytes > total:
+        fail(f"{flags} would need {nbytes / 2**30:,.1f} GiB of memory, more than this machine has")
+
+
+def write_atomic(path: str, write: Callable) -> None:
+    """`write(file)` to a temporary name, then rename: a run killed outright never leaves half a file."""
+    with open(path + ".tmp", "wb") as f:
+        write(f)
+    os.replace(path + ".tmp", path)
+
+
+def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
+    """Seed python and numpy; create the run directory with `args.json`, the TensorBoard writer, the W&B run.
+    From here Ctrl-C (SIGINT) and SIGTERM only set the returned event, which the loops read between steps: a
+    stop at any moment ends training, then the evaluation, and a second one cannot cut a file."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = base = os.path.join(args.runs_dir, name)
+    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
+        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
+    try:
+        os.makedirs(run_dir)
+    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
+    if args.track:
+        import wandb
+
+        kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args))
+        kwargs |= dict(name=os.path.basename(run_dir), dir=run_dir, sync_tensorboard=True, save_code=True)
+        wandb.init(**kwargs)
+    write_atomic(f"{run_dir}/args.json", lambda f: f.write(json.dumps(asdict(args), indent=2).encode()))
+    stop, main_thread = threading.Event(), threading.current_thread() is threading.main_thread()
+    for sig in (signal.SIGINT, signal.SIGTERM) if main_thread else ():  # only the main thread gets signals
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job (nohup, &) keeps ignoring it
+            signal.signal(sig, lambda signum, frame: stop.set())
+    return run_dir, Writer(run_dir), stop
+
+
+def finish_run(args, run_dir: str, writer: Writer, returns: list, **figures) -> dict:
+    """Write the summary (CONVENTIONS 4) to `summary.json` and print it as the last line of stdout: the
+    evaluation over the episodes that finished, NaN or inf as null. A stop after this is ignored."""
+    mean, std = (float(np.mean(returns)), float(np.std(returns))) if len(returns) else (None, None)
+    sps = round(figures["total_steps"] / max(figures["train_seconds"], 1e-9), 1)
+    summary = {"algo": os.path.basename(__file__)[:-3], "env_id": args.env_id, "seed": args.seed, **figures}
+    summary |= {"steps_per_second": sps, "eval_episodes": len(returns), "eval_return_mean": mean}
+    summary |= {"eval_return_std": std, "run_dir": run_dir}
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+    writer.close()
+    write_atomic(f"{run_dir}/summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    print(json.dumps(summary), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written: a late stop must not fail the exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return summary
+
+
+# == SHARED: torch_helpers ==
+def torch_setup(args) -> torch.device:
+    """Seed torch and choose its kernels, thread count and device (the torch fields of Args)."""
+    if not 1 <= args.torch_threads <= (os.cpu_count() or 1):
+        fail(f"--torch-threads must be in [1, {os.cpu_count()}], the cores here; got {args.torch_threads}")
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+
+def load_model(path: str, device: torch.device, **parts) -> None:
+    """Load `--load-model` into `parts` (modules, or tensors copied in place); one line on a missing or
+    corrupt file, a pickle (weights_only refuses to run it), other keys or shapes, or NaN and inf."""
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # torch warns before it refuses a pickle; the line below says why
+            state = torch.load(path, map_location=device, weights_only=True)
+            for name, part in parts.items():
+                part.load_state_dict(state[name]) if isinstance(part, nn.Module) else part.copy_(state[name])
+    except Exception as error:
+        fail(f"cannot load --load-model {path!r}: {type(error).__name__}: {error}")
+    flat = [v for p in state.values() for v in (p.values() if isinstance(p, dict) else [p])]
+    if not all(torch.isfinite(v).all() for v in flat if torch.is_tensor(v) and v.is_floating_point()):
+        fail(f"--load-model {path!r} holds NaN or inf")
+
+
+def save_model(path: str, **parts) -> None:
+    """state_dicts and tensors, never pickled modules (CONVENTIONS 5), written atomically."""
+    state = {name: p.state_dict() if isinstance(p, nn.Module) else p.detach() for name, p in parts.items()}
+    write_atomic(path, lambda f: torch.save(state, f))
+
+
+# == SHARED: gym_helpers ==
+def check_env(env_id: str, capture_video: bool) -> None:
+    """Build the environment once: an unknown id, or one whose extra is not installed, stops here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's deprecation notes for old versions
+            gym.make(env_id, render_mode="rgb_array" if capture_video else None).close()
+    except gym.error.DependencyNotInstalled as error:
+        fail(f"--env-id {env_id!r} needs a package that is not installed: {str(error).splitlines()[0]}")
+    except Exception as error:
+        fail(f"cannot make --env-id {env_id!r}: {type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+# == SHARED: entry_point ==
 if __name__ == "__main__":
     main(tyro.cli(Args))

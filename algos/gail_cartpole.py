@@ -1,20 +1,24 @@
 """GAIL: generative adversarial imitation learning on CartPole, without the environment's reward.
 
-A discriminator D(s, a) learns to tell expert (state, action) pairs from the student's; PPO trains the
-student on r = -log(1 - D(s, a)) alone: it is paid for looking like the expert. The expert is a PPO
-teacher trained first on the true reward, then discarded (or demonstrations from `--expert-data`).
+PPO with a learned reward: a discriminator D(s, a) learns to tell expert (state, action) pairs from the
+student's, and PPO trains the student on r = -log(1 - D(s, a)) alone: it is paid for looking like the
+expert. The expert is a PPO teacher trained first on the true reward, then discarded (or `--expert-data`).
 Paper: Ho & Ermon 2016, https://arxiv.org/abs/1606.03476   Run: python algos/gail_cartpole.py
-Docs: docs/algorithms/gail_cartpole.md   Parent: none (stands alone; its PPO follows ppo_cartpole)
+Docs: docs/algorithms/gail_cartpole.md   Parent: ppo_cartpole.py (PPO with the discriminator's reward)
 Shapes: T steps, E envs, B batch (T*E), M minibatch, N expert transitions, O obs dim, A actions.
 """
 
 import json
+import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
-from typing import NoReturn, Optional
+from typing import Callable, NoReturn, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -22,8 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
+from tensorboard.summary import Writer
 from torch.distributions import Categorical
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 
@@ -33,11 +37,7 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment (run directory and W&B run name)"""
     seed: int = 1
-    """seeds python, numpy, torch, the environments and their action spaces"""
-    torch_deterministic: bool = True
-    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
-    cuda: bool = True
-    """use a GPU when one is present; the CPU otherwise, silently"""
+    """seeds python, numpy (and torch), the environments and their action spaces; in [0, 2**32)"""
     track: bool = False
     """log to Weights & Biases (works offline with `WANDB_MODE=offline`)"""
     wandb_project_name: str = "rl-algos"
@@ -54,6 +54,13 @@ class Args:
     """parent folder of the run directories"""
     progress: bool = True
     """show a progress bar on a terminal (`--no-progress` silences it)"""
+    # == SHARED: torch_args ==
+    torch_deterministic: bool = True
+    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
+    cuda: bool = True
+    """use a GPU when one is present; the CPU otherwise, silently"""
+    torch_threads: int = 1
+    """torch intra-op threads; the small networks here update fastest on one (measure before raising it)"""
     # == ENV: cartpole ==
     env_id: str = "CartPole-v1"
     """gymnasium id; any env with a Box observation and a Discrete action space"""
@@ -96,75 +103,9 @@ class Args:
     """pairs from each side (expert, student) in one discriminator gradient step"""
 
 
-# == SHARED: run_helpers ==
-def fail(message: str) -> NoReturn:
-    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
-    raise SystemExit(f"error: {message}")
+def make_env(env_id: str, seed: int, video_dir: Optional[str] = None) -> Callable[[], gym.Env]:
+    """A thunk for SyncVectorEnv: one env with its true episode statistics (logged, never learned from)."""
 
-
-def seed_everything(seed: int, torch_deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = torch_deterministic
-
-
-def start_run(args, env_id: str) -> tuple[str, SummaryWriter]:
-    """Create the run directory, the TensorBoard writer and (with --track) the W&B run."""
-    run_dir = os.path.join(args.runs_dir, f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    suffix = 0
-    while os.path.exists(run_dir + (f"-{suffix}" if suffix else "")):
-        suffix += 1
-    run_dir += f"-{suffix}" if suffix else ""
-    os.makedirs(run_dir)
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=asdict(args),
-            name=os.path.basename(run_dir),
-            dir=run_dir,
-            save_code=True,
-        )
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump(asdict(args), f, indent=2)
-    writer = SummaryWriter(run_dir)
-    table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    return run_dir, writer
-
-
-def finish_run(summary: dict, writer: SummaryWriter, track: bool) -> dict:
-    """Close the loggers, write `summary.json` and print it as the last line of stdout."""
-    writer.close()
-    with open(os.path.join(summary["run_dir"], "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    if track:
-        import wandb
-
-        wandb.finish()
-    print(json.dumps(summary), flush=True)
-    return summary
-
-
-# == ALGO: gail_cartpole ==
-def check_args(args: Args) -> None:
-    low = dict(total_steps=0, teacher_steps=0, disc_updates=0, update_epochs=0, eval_episodes=1)
-    low |= dict(expert_episodes=1, num_envs=1, num_steps=1, num_minibatches=1, hidden_dim=1, batch_size=1)
-    for name, minimum in low.items():
-        if getattr(args, name) < minimum:
-            fail(f"--{name.replace('_', '-')} must be >= {minimum}, got {getattr(args, name)}")
-    for name in ("gamma", "gae_lambda", "learning_rate", "disc_learning_rate", "clip_coef"):
-        if not 0.0 < getattr(args, name) <= (1.0 if name in ("gamma", "gae_lambda") else np.inf):
-            fail(f"--{name.replace('_', '-')} must be > 0 (and <= 1 if a rate), got {getattr(args, name)}")
-    if args.env_id not in gym.registry:
-        fail(f"unknown --env-id {args.env_id!r}")
-
-
-def make_env(env_id: str, seed: int, video_dir: Optional[str] = None):
     def thunk():
         env = gym.make(env_id, render_mode="rgb_array" if video_dir else None)
         if video_dir:
@@ -186,6 +127,8 @@ def mlp(n_in: int, hidden_dim: int, n_out: int, out_std: float) -> nn.Sequential
 
 
 class Agent(nn.Module):
+    """Actor pi(a|s) as logits and critic V(s), two separate tanh MLPs."""
+
     def __init__(self, obs_dim: int, n_actions: int, hidden_dim: int):
         super().__init__()
         self.critic = mlp(obs_dim, hidden_dim, 1, out_std=1.0)
@@ -214,6 +157,20 @@ def discriminator_loss(expert_logits: torch.Tensor, student_logits: torch.Tensor
 def discriminator_reward(logits: torch.Tensor) -> torch.Tensor:
     """r(s, a) = -log(1 - D(s, a)) = softplus(logit) > 0: a function of D alone, never of the env reward."""
     return F.softplus(logits)  # [T, E] -> [T, E]
+
+
+def update_discriminator(discriminator, optimizer, expert: tuple, obs, actions, args: Args) -> torch.Tensor:
+    """`--disc-updates` steps, each on `--batch-size` random expert pairs against as many student pairs."""
+    loss = torch.zeros(())
+    for _ in range(args.disc_updates):
+        e = torch.randint(len(expert[1]), (args.batch_size,), device=obs.device)  # [b] expert indices
+        s = torch.randint(len(actions), (args.batch_size,), device=obs.device)  # [b] student indices
+        expert_logits = discriminator(expert[0][e], expert[1][e])  # [b, O], [b] -> [b]
+        loss = discriminator_loss(expert_logits, discriminator(obs[s], actions[s]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return loss.detach()
 
 
 def compute_gae(rewards, ro: dict, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -263,48 +220,43 @@ def ppo_update(agent: Agent, optimizer, ro: dict, advantages, returns, args: Arg
             pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
             v_loss = 0.5 * ((new_value - returns[mb]) ** 2).mean()
             loss = pg_loss + args.vf_coef * v_loss
-            if not torch.isfinite(loss):
-                fail(f"PPO loss is {loss.item()}")
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    return {"policy_loss": pg_loss.item(), "value_loss": v_loss.item()}
+    return {"loss": loss.item(), "policy_loss": pg_loss.item(), "value_loss": v_loss.item()}
 
 
-def evaluate(agent: Agent, env_id: str, eval_episodes: int, seed: int, video_dir: Optional[str] = None):
-    """Greedy policy on a fresh env seeded from `seed`: true returns [n], observations [N, O], actions [N]."""
-    env, returns, observations, actions = make_env(env_id, seed, video_dir)(), [], [], []
-    for episode in range(eval_episodes):
-        (obs, _), done = env.reset(seed=seed + episode), False
-        while not done:
+def evaluate(agent: Agent, args: Args, episodes: int, stream: int, stop, video_dir: Optional[str] = None):
+    """Greedy policy on start states of its own (stream 1: the final evaluation, 2: the teacher's
+    demonstrations; never a training reset): returns of finished episodes, observations [N, O], actions [N]."""
+    env, returns, observations, actions = make_env(args.env_id, args.seed, video_dir)(), [], [], []
+    seeds, device = np.random.default_rng([args.seed, stream]), next(agent.parameters()).device
+    for _ in range(episodes):
+        (obs, _), done = env.reset(seed=int(seeds.integers(2**31))), False
+        while not done and not stop.is_set():
             with torch.no_grad():
-                action = agent.actor(torch.as_tensor(obs, dtype=torch.float32)).argmax().item()  # [O] -> ()
-            observations, actions = observations + [obs], actions + [action]
-            obs, _, terminated, truncated, info = env.step(action)
+                logits = agent.actor(torch.as_tensor(obs, dtype=torch.float32, device=device))  # [O] -> [A]
+            observations.append(obs)
+            actions.append(int(logits.argmax()))
+            obs, _, terminated, truncated, info = env.step(actions[-1])
             done = terminated or truncated
+        if not done:  # stopped mid-episode: only finished episodes count
+            break
         returns.append(float(info["episode"]["r"]))  # RecordEpisodeStatistics: the true return
     env.close()
-    return np.array(returns), np.array(observations, dtype=np.float32), np.array(actions, dtype=np.int64)
-
-
-def load_expert(path: str, obs_dim: int, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            observations, actions = data["observations"].astype(np.float32), data["actions"]
-    except Exception as error:  # missing, not an npz, missing keys, object arrays
-        fail(f"cannot load --expert-data {path!r}: {' '.join(str(error).split())}")
-    ok = observations.shape[1:] == (obs_dim,) and actions.shape == (len(observations),) and len(actions) > 0
-    ok = ok and np.isfinite(observations).all() and np.issubdtype(actions.dtype, np.integer)
-    if not (ok and actions.min() >= 0 and actions.max() < n_actions):
-        fail(f"--expert-data {path!r}: need observations [N>0, {obs_dim}], int actions [N] < {n_actions}")
-    return observations, actions.astype(np.int64)
+    observations = np.array(observations, np.float32).reshape(-1, *env.observation_space.shape)  # [N, O]
+    return returns, observations, np.array(actions, np.int64)  # [n], [N, O], [N]
 
 
 def main(args: Args) -> dict:
     check_args(args)
-    seed_everything(args.seed, args.torch_deterministic)
-    torch.set_num_threads(1)  # small networks: 1 thread is fastest; 2 stall each other on a busy 2-core CPU
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    device = torch_setup(args)
+    spec, h = gym.spec(args.env_id), args.hidden_dim
+    o = np.prod(gym.make(args.env_id).observation_space.shape)  # sizes for the memory estimate
+    check_memory(  # envs and rollouts (lists, then stacked); three networks with Adam; demonstrations
+        args.num_envs * (50_000 + 64 * args.num_steps * (o + 4)) + 64 * h * (o + h + 8) + 16 * args.batch_size
+        * (o + 8) + 8 * args.expert_episodes * (spec.max_episode_steps or 10**4) * (o + 2), "--num-envs, "
+        "--num-steps, --hidden-dim, --batch-size, --expert-episodes")  # fmt: skip
     thunks = [make_env(args.env_id, args.seed + i) for i in range(args.num_envs)]
     envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     obs_space, action_space = envs.single_observation_space, envs.single_action_space
@@ -315,85 +267,250 @@ def main(args: Args) -> dict:
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     discriminator = Discriminator(*mlp(obs_dim + n_actions, args.hidden_dim, 1, out_std=1.0)).to(device)
     disc_optimizer = torch.optim.Adam(discriminator.parameters(), lr=args.disc_learning_rate)
-    model = nn.ModuleDict(dict(agent=agent, discriminator=discriminator))  # what --save-model writes
     expert = load_expert(args.expert_data, obs_dim, n_actions) if args.expert_data else None
     if args.load_model:
-        try:
-            model.load_state_dict(torch.load(args.load_model, map_location=device, weights_only=True))
-        except Exception as error:  # missing, corrupt, or another architecture
-            fail(f"cannot load --load-model {args.load_model!r}: {' '.join(str(error).split())[:300]}")
-    run_dir, writer = start_run(args, args.env_id)
+        load_model(args.load_model, device, agent=agent, discriminator=discriminator)
+    run_dir, writer, stop = start_run(args, args.env_id)
     progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
-    interrupted, start_time, global_step, num_updates = False, time.time(), 0, 0
+    start_time, global_step, num_updates = time.time(), 0, 0
     E, num_iterations = args.num_envs, args.total_steps // (batch := args.num_envs * args.num_steps)  # B
     expert_return, acc_expert, acc_student = None, None, None
-    try:
-        if expert is None and num_iterations > 0:  # the teacher: PPO on the TRUE reward, then discarded
-            teacher = Agent(obs_dim, n_actions, args.hidden_dim).to(device)
-            next_obs = torch.as_tensor(envs.reset(seed=args.seed)[0], dtype=torch.float32).to(device)
-            teacher_optimizer = torch.optim.Adam(teacher.parameters(), lr=args.learning_rate, eps=1e-5)
-            for i in range(teacher_iterations := args.teacher_steps // batch):
-                teacher_optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - i / teacher_iterations)
-                ro, env_rewards, episodes, next_obs = collect_rollout(envs, teacher, next_obs, args.num_steps)
-                for t, episode_return, _ in episodes:  # x: teacher env steps
-                    writer.add_scalar("teacher/episodic_return", episode_return, i * batch + (t + 1) * E)
-                rewards = ro["values"].new_tensor(env_rewards)  # [T, E] the TRUE reward: the teacher's only
-                advantages, returns = compute_gae(rewards, ro, args.gamma, args.gae_lambda)  # [T, E] each
-                ppo_update(teacher, teacher_optimizer, ro, advantages, returns, args)
-            expert_returns, *expert = evaluate(teacher, args.env_id, args.expert_episodes, args.seed + 10_000)
-            expert_return = float(expert_returns.mean())  # greedy teacher episodes, starts unseen in eval
-            np.savez(os.path.join(run_dir, "expert.npz"), observations=expert[0], actions=expert[1])
-        expert_obs, expert_actions = (torch.as_tensor(x).to(device) for x in expert or ([], []))  # [N,O], [N]
-        next_obs = torch.as_tensor(envs.reset(seed=args.seed)[0], dtype=torch.float32).to(device)  # [E, O]
-        for iteration in range(num_iterations):
-            for opt, lr in ((optimizer, args.learning_rate), (disc_optimizer, args.disc_learning_rate)):
-                opt.param_groups[0]["lr"] = lr * (1.0 - iteration / num_iterations)  # both anneal to 0
-            ro, _, episodes, next_obs = collect_rollout(envs, agent, next_obs, args.num_steps)  # _: env r
-            for t, episode_return, length in episodes:  # the true return: logged, never learned from
-                writer.add_scalar("charts/episodic_return", episode_return, step := global_step + (t + 1) * E)
-                writer.add_scalar("charts/episodic_length", length, step)
-            global_step += batch
-            for _ in range(args.disc_updates):
-                e = torch.randint(len(expert_obs), (args.batch_size,), device=device)  # [b] expert indices
-                s = torch.randint(batch, (args.batch_size,), device=device)  # [b] student indices
-                expert_logits = discriminator(expert_obs[e], expert_actions[e])  # [b, O], [b] -> [b]
-                student_logits = discriminator(ro["obs"].flatten(0, 1)[s], ro["actions"].flatten()[s])  # [b]
-                disc_loss = discriminator_loss(expert_logits, student_logits)
-                disc_optimizer.zero_grad()
-                disc_loss.backward()
-                disc_optimizer.step()
-            with torch.no_grad():
-                student_logits = discriminator(ro["obs"], ro["actions"])  # [T, E, O], [T, E] -> [T, E]
-                rewards = discriminator_reward(student_logits)  # [T, E]: the student's only reward
-                acc_expert = (discriminator(expert_obs, expert_actions) > 0).float().mean().item()  # [N]->()
-                acc_student = (student_logits < 0).float().mean().item()  # [T, E] -> ()
+    if expert is None and num_iterations > 0:  # the teacher: PPO on the TRUE reward, then discarded
+        teacher = Agent(obs_dim, n_actions, args.hidden_dim).to(device)
+        next_obs = torch.as_tensor(envs.reset(seed=args.seed)[0], dtype=torch.float32).to(device)
+        teacher_optimizer = torch.optim.Adam(teacher.parameters(), lr=args.learning_rate, eps=1e-5)
+        for i in range(teacher_iterations := args.teacher_steps // batch):
+            if stop.is_set():
+                break
+            teacher_optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - i / teacher_iterations)
+            ro, env_rewards, episodes, next_obs = collect_rollout(envs, teacher, next_obs, args.num_steps)
+            for t, episode_return, _ in episodes:  # x: teacher env steps
+                writer.add_scalar("teacher/episodic_return", episode_return, i * batch + (t + 1) * E)
+            rewards = ro["values"].new_tensor(env_rewards)  # [T, E] the TRUE reward: the teacher's only
             advantages, returns = compute_gae(rewards, ro, args.gamma, args.gae_lambda)  # [T, E] each
-            losses = ppo_update(agent, optimizer, ro, advantages, returns, args)
-            num_updates += 1
-            losses["discriminator_loss"] = disc_loss.item() if args.disc_updates else 0.0
-            charts = dict(disc_accuracy_expert=acc_expert, disc_accuracy_student=acc_student)
-            charts |= dict(gail_reward=rewards.mean().item(), SPS=global_step / (time.time() - start_time))
-            for name, value in [*(("losses/" + k, v) for k, v in losses.items()), *charts.items()]:
-                writer.add_scalar(name if "/" in name else "charts/" + name, value, global_step)
-            progress.update(batch)
-    except KeyboardInterrupt:
-        interrupted = True
+            loss = ppo_update(teacher, teacher_optimizer, ro, advantages, returns, args)["loss"]
+            if not math.isfinite(loss):
+                fail(f"the teacher's PPO loss is {loss} at teacher step {(i + 1) * batch}")
+        # the demonstrations: the teacher's greedy episodes, on start states of their own
+        expert_returns, *expert = evaluate(teacher, args, args.expert_episodes, 2, stop)
+        expert_return = float(np.mean(expert_returns)) if expert_returns else None
+        if not stop.is_set():
+            write_atomic(
+                f"{run_dir}/expert.npz", lambda f: np.savez(f, observations=expert[0], actions=expert[1])
+            )
+    expert_obs, expert_actions = (torch.as_tensor(x).to(device) for x in expert or ([], []))  # [N, O], [N]
+    next_obs = torch.as_tensor(envs.reset(seed=args.seed)[0], dtype=torch.float32).to(device)  # [E, O]
+    for iteration in range(num_iterations):
+        if stop.is_set():
+            break
+        for opt, lr in ((optimizer, args.learning_rate), (disc_optimizer, args.disc_learning_rate)):
+            opt.param_groups[0]["lr"] = lr * (1.0 - iteration / num_iterations)  # both anneal to 0
+        ro, _, episodes, next_obs = collect_rollout(envs, agent, next_obs, args.num_steps)  # _: env rewards
+        for t, episode_return, length in episodes:  # the true return: logged, never learned from
+            writer.add_scalar("charts/episodic_return", episode_return, step := global_step + (t + 1) * E)
+            writer.add_scalar("charts/episodic_length", length, step)
+        global_step += batch
+        obs, actions = ro["obs"].flatten(0, 1), ro["actions"].flatten()  # [B, O], [B]
+        disc_loss = update_discriminator(
+            discriminator, disc_optimizer, (expert_obs, expert_actions), obs, actions, args
+        )
+        with torch.no_grad():
+            student_logits = discriminator(ro["obs"], ro["actions"])  # [T, E, O], [T, E] -> [T, E]
+            rewards = discriminator_reward(student_logits)  # [T, E]: the student's only reward
+            acc_expert = (discriminator(expert_obs, expert_actions) > 0).float().mean().item()  # [N] -> ()
+            acc_student = (student_logits < 0).float().mean().item()  # [T, E] -> ()
+        advantages, returns = compute_gae(rewards, ro, args.gamma, args.gae_lambda)  # [T, E] each
+        losses = ppo_update(agent, optimizer, ro, advantages, returns, args)
+        losses["discriminator_loss"] = disc_loss.item()
+        if not all(map(math.isfinite, losses.values())):
+            fail(f"a loss is not finite at step {global_step}: {losses}")
+        num_updates += 1
+        charts = dict(disc_accuracy_expert=acc_expert, disc_accuracy_student=acc_student)
+        charts |= dict(gail_reward=rewards.mean().item(), SPS=global_step / (time.time() - start_time))
+        for name, value in [*(("losses/" + k, v) for k, v in losses.items() if k != "loss"), *charts.items()]:
+            writer.add_scalar(name if "/" in name else "charts/" + name, value, global_step)
+        progress.update(batch)
     progress.close()
     envs.close()
-    train_seconds = max(time.time() - start_time, 1e-9)
-    video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
-    returns, _, _ = evaluate(agent, args.env_id, args.eval_episodes, args.seed, video_dir)
+    train_seconds = time.time() - start_time
+    interrupted = stop.is_set()
+    stop.clear()  # from here a stop ends the evaluation
+    video_dir = f"{run_dir}/videos" if args.capture_video else None
+    returns, _, _ = evaluate(agent, args, args.eval_episodes, 1, stop, video_dir)
     if args.save_model:
-        torch.save(model.state_dict(), os.path.join(run_dir, "model.pt"))
-    summary = {"algo": os.path.basename(__file__)[: -len(".py")], "env_id": args.env_id, "seed": args.seed}
-    summary |= {"total_steps": global_step, "num_updates": num_updates, "run_dir": run_dir}
-    summary |= {"train_seconds": round(train_seconds, 3), "eval_episodes": args.eval_episodes}
-    summary |= {"steps_per_second": round(global_step / train_seconds, 1), "interrupted": interrupted}
-    summary |= {"eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std())}
-    summary |= {"expert_transitions": 0 if expert is None else len(expert[1]), "expert_return": expert_return}
-    summary |= {"disc_accuracy_expert": acc_expert, "disc_accuracy_student": acc_student}
-    return finish_run(summary, writer, args.track)
+        save_model(f"{run_dir}/model.pt", agent=agent, discriminator=discriminator)
+    with torch.no_grad():  # imitation, not survival: the greedy student's actions on the expert's own states
+        hits = (
+            agent.actor(expert_obs).argmax(-1) == expert_actions if len(expert_obs) else torch.zeros(0)
+        )  # [N]
+    return finish_run(
+        args, run_dir, writer, returns, total_steps=global_step, num_updates=num_updates,
+        train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(),
+        expert_transitions=len(expert_actions), expert_return=expert_return,
+        disc_accuracy_expert=acc_expert, disc_accuracy_student=acc_student,
+        expert_action_agreement=hits.float().mean().item(),
+    )  # fmt: skip
 
 
+def check_args(args: Args) -> None:
+    """Reject values the run cannot use, before anything is written."""
+    counts = {name: 1 for name, value in asdict(args).items() if type(value) is int and name != "seed"}
+    check_common_args(
+        args, counts | dict(total_steps=0, teacher_steps=0, disc_updates=0), ("gamma", "gae_lambda")
+    )
+    for name in ("learning_rate", "disc_learning_rate", "clip_coef"):
+        if not getattr(args, name) > 0.0:
+            fail(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    if args.vf_coef < 0:
+        fail(f"--vf-coef must be >= 0, got {args.vf_coef}")
+    check_env(args.env_id, args.capture_video)
+
+
+def load_expert(path: str, obs_dim: int, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
+    """`--expert-data`: observations [N, O] of a number type, finite; integer actions [N] in [0, A)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            observations, actions = data["observations"], data["actions"]
+    except Exception as error:  # missing, not an npz, missing keys, object arrays
+        fail(f"cannot load --expert-data {path!r}: {type(error).__name__}: {error}")
+    ok = observations.dtype.kind in "biuf" and observations.shape[1:] == (obs_dim,) and len(actions) > 0
+    ok = ok and actions.shape == (len(observations),) and np.issubdtype(actions.dtype, np.integer)
+    if not (ok and np.isfinite(observations).all() and actions.min() >= 0 and actions.max() < n_actions):
+        fail(
+            f"--expert-data {path!r}: need finite observations [N>0, {obs_dim}], int actions [N] < {n_actions}"
+        )
+    return observations.astype(np.float32), actions.astype(np.int64)
+
+
+# == SHARED: run_helpers ==
+def fail(message: str) -> NoReturn:
+    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
+    raise SystemExit(f"error: {' '.join(message.split())}")
+
+
+def check_common_args(args, at_least: dict, unit_interval: tuple = ()) -> None:
+    """Stop on what no run can use: NaN or inf in any field, a seed outside [0, 2**32), a field below its
+    minimum (`at_least`) or outside [0, 1] (`unit_interval`)."""
+    for name, value in asdict(args).items():
+        items = value if isinstance(value, tuple) else [value]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    bounds = {"seed": (0, 2**32 - 1), **{n: (low, math.inf) for n, low in at_least.items()}}
+    for name, (low, high) in (bounds | {n: (0.0, 1.0) for n in unit_interval}).items():
+        if not low <= getattr(args, name) <= high:
+            fail(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {getattr(args, name)}")
+
+
+def check_memory(nbytes: float, flags: str) -> None:
+    """Stop before allocating when an estimate of the buffers exceeds this machine's physical memory."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else math.inf
+    if nbytes > total:
+        fail(f"{flags} would need {nbytes / 2**30:,.1f} GiB of memory, more than this machine has")
+
+
+def write_atomic(path: str, write: Callable) -> None:
+    """`write(file)` to a temporary name, then rename: a run killed outright never leaves half a file."""
+    with open(path + ".tmp", "wb") as f:
+        write(f)
+    os.replace(path + ".tmp", path)
+
+
+def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
+    """Seed python and numpy; create the run directory with `args.json`, the TensorBoard writer, the W&B run.
+    From here Ctrl-C (SIGINT) and SIGTERM only set the returned event, which the loops read between steps: a
+    stop at any moment ends training, then the evaluation, and a second one cannot cut a file."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = base = os.path.join(args.runs_dir, name)
+    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
+        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
+    try:
+        os.makedirs(run_dir)
+    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
+    if args.track:
+        import wandb
+
+        kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args))
+        kwargs |= dict(name=os.path.basename(run_dir), dir=run_dir, sync_tensorboard=True, save_code=True)
+        wandb.init(**kwargs)
+    write_atomic(f"{run_dir}/args.json", lambda f: f.write(json.dumps(asdict(args), indent=2).encode()))
+    stop, main_thread = threading.Event(), threading.current_thread() is threading.main_thread()
+    for sig in (signal.SIGINT, signal.SIGTERM) if main_thread else ():  # only the main thread gets signals
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job (nohup, &) keeps ignoring it
+            signal.signal(sig, lambda signum, frame: stop.set())
+    return run_dir, Writer(run_dir), stop
+
+
+def finish_run(args, run_dir: str, writer: Writer, returns: list, **figures) -> dict:
+    """Write the summary (CONVENTIONS 4) to `summary.json` and print it as the last line of stdout: the
+    evaluation over the episodes that finished, NaN or inf as null. A stop after this is ignored."""
+    mean, std = (float(np.mean(returns)), float(np.std(returns))) if len(returns) else (None, None)
+    sps = round(figures["total_steps"] / max(figures["train_seconds"], 1e-9), 1)
+    summary = {"algo": os.path.basename(__file__)[:-3], "env_id": args.env_id, "seed": args.seed, **figures}
+    summary |= {"steps_per_second": sps, "eval_episodes": len(returns), "eval_return_mean": mean}
+    summary |= {"eval_return_std": std, "run_dir": run_dir}
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+    writer.close()
+    write_atomic(f"{run_dir}/summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    print(json.dumps(summary), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written: a late stop must not fail the exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return summary
+
+
+# == SHARED: torch_helpers ==
+def torch_setup(args) -> torch.device:
+    """Seed torch and choose its kernels, thread count and device (the torch fields of Args)."""
+    if not 1 <= args.torch_threads <= (os.cpu_count() or 1):
+        fail(f"--torch-threads must be in [1, {os.cpu_count()}], the cores here; got {args.torch_threads}")
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+
+def load_model(path: str, device: torch.device, **parts) -> None:
+    """Load `--load-model` into `parts` (modules, or tensors copied in place); one line on a missing or
+    corrupt file, a pickle (weights_only refuses to run it), other keys or shapes, or NaN and inf."""
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # torch warns before it refuses a pickle; the line below says why
+            state = torch.load(path, map_location=device, weights_only=True)
+            for name, part in parts.items():
+                part.load_state_dict(state[name]) if isinstance(part, nn.Module) else part.copy_(state[name])
+    except Exception as error:
+        fail(f"cannot load --load-model {path!r}: {type(error).__name__}: {error}")
+    flat = [v for p in state.values() for v in (p.values() if isinstance(p, dict) else [p])]
+    if not all(torch.isfinite(v).all() for v in flat if torch.is_tensor(v) and v.is_floating_point()):
+        fail(f"--load-model {path!r} holds NaN or inf")
+
+
+def save_model(path: str, **parts) -> None:
+    """state_dicts and tensors, never pickled modules (CONVENTIONS 5), written atomically."""
+    state = {name: p.state_dict() if isinstance(p, nn.Module) else p.detach() for name, p in parts.items()}
+    write_atomic(path, lambda f: torch.save(state, f))
+
+
+# == SHARED: gym_helpers ==
+def check_env(env_id: str, capture_video: bool) -> None:
+    """Build the environment once: an unknown id, or one whose extra is not installed, stops here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's deprecation notes for old versions
+            gym.make(env_id, render_mode="rgb_array" if capture_video else None).close()
+    except gym.error.DependencyNotInstalled as error:
+        fail(f"--env-id {env_id!r} needs a package that is not installed: {str(error).splitlines()[0]}")
+    except Exception as error:
+        fail(f"cannot make --env-id {env_id!r}: {type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+# == SHARED: entry_point ==
 if __name__ == "__main__":
     main(tyro.cli(Args))

@@ -4,18 +4,22 @@ An ensemble of Gaussian networks over the state change (and the reward unless `-
 by NLL to every transition so far. Before every action the cross-entropy method searches H-step action
 sequences, scored by particles propagated through random members (TS1 or TS-inf); the first is executed.
 Paper: Chua et al. 2018 (PETS), https://arxiv.org/abs/1805.12114
-Run:  python algos/mpc_pendulum.py --total-steps 2000
+Run:  python algos/mpc_pendulum.py
 Docs: docs/algorithms/mpc_pendulum.md   Parent: none (stands alone)
 Shapes: K members, M rows each, N sequences, P particles each, H horizon, E elites, O obs, A act, I=O+A, D out.
 """
 
 import json
+import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
-from typing import Literal, NoReturn, Optional
+from typing import Callable, Literal, NoReturn, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -23,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
-from torch.utils.tensorboard import SummaryWriter
+from tensorboard.summary import Writer
 from tqdm import tqdm
 
 
@@ -33,11 +37,7 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment (run directory and W&B run name)"""
     seed: int = 1
-    """seeds python, numpy, torch, the environments and their action spaces"""
-    torch_deterministic: bool = True
-    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
-    cuda: bool = True
-    """use a GPU when one is present; the CPU otherwise, silently"""
+    """seeds python, numpy (and torch), the environments and their action spaces; in [0, 2**32)"""
     track: bool = False
     """log to Weights & Biases (works offline with `WANDB_MODE=offline`)"""
     wandb_project_name: str = "rl-algos"
@@ -54,6 +54,13 @@ class Args:
     """parent folder of the run directories"""
     progress: bool = True
     """show a progress bar on a terminal (`--no-progress` silences it)"""
+    # == SHARED: torch_args ==
+    torch_deterministic: bool = True
+    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
+    cuda: bool = True
+    """use a GPU when one is present; the CPU otherwise, silently"""
+    torch_threads: int = 1
+    """torch intra-op threads; the small networks here update fastest on one (measure before raising it)"""
     # == ENV: pendulum ==
     env_id: str = "Pendulum-v1"
     """gymnasium id of a task with a continuous (Box) action space; `--known-reward` needs Pendulum-v1"""
@@ -61,10 +68,8 @@ class Args:
     """time limit of an episode (truncation), in env steps; Pendulum's own is 200"""
     total_steps: int = 2000
     """real environment steps of training (the sample budget), random episodes included"""
-    eval_episodes: int = 5
-    """episodes of the final evaluation (planning with the learned model), on fresh seeded envs"""
-    torch_threads: int = 1
-    """torch intra-op threads; the planner's small batched matmuls run fastest on one"""
+    eval_episodes: int = 10
+    """episodes of the final evaluation (planning with the learned model), on start states of its own"""
     # == ALGO: mpc_pendulum ==
     random_episodes: int = 1
     """episodes of uniformly random actions before planning starts; their data seeds the model"""
@@ -108,89 +113,9 @@ class Args:
     """trajectory sampling: ts_inf keeps a particle on one member, ts1 reassigns members every step"""
 
 
-# == SHARED: run_helpers ==
-def fail(message: str) -> NoReturn:
-    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
-    raise SystemExit(f"error: {message}")
-
-
-def seed_everything(seed: int, torch_deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = torch_deterministic
-
-
-def start_run(args, env_id: str) -> tuple[str, SummaryWriter]:
-    """Create the run directory, the TensorBoard writer and (with --track) the W&B run."""
-    run_dir = os.path.join(args.runs_dir, f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    suffix = 0
-    while os.path.exists(run_dir + (f"-{suffix}" if suffix else "")):
-        suffix += 1
-    run_dir += f"-{suffix}" if suffix else ""
-    os.makedirs(run_dir)
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=asdict(args),
-            name=os.path.basename(run_dir),
-            dir=run_dir,
-            save_code=True,
-        )
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump(asdict(args), f, indent=2)
-    writer = SummaryWriter(run_dir)
-    table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    return run_dir, writer
-
-
-def finish_run(summary: dict, writer: SummaryWriter, track: bool) -> dict:
-    """Close the loggers, write `summary.json` and print it as the last line of stdout."""
-    writer.close()
-    with open(os.path.join(summary["run_dir"], "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    if track:
-        import wandb
-
-        wandb.finish()
-    print(json.dumps(summary), flush=True)
-    return summary
-
-
-# == ALGO: mpc_pendulum ==
-def check_args(args: Args) -> None:
-    """Reject values the run cannot use, before anything is written."""
-    try:
-        spec = gym.spec(args.env_id)
-    except Exception:
-        fail(f"unknown --env-id {args.env_id!r}")
-    if args.known_reward and spec.id != "Pendulum-v1":
-        fail(f"--known-reward is Pendulum-v1's reward, got --env-id {args.env_id}; add --no-known-reward")
-    for name, value in asdict(args).items():  # every count is >= 1, the seed and the budgets >= 0
-        least = 0 if name in ("seed", "total_steps", "random_episodes") else 1
-        if type(value) is int and value < least:
-            fail(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
-    if min(args.weight_decay, args.log_var_bound_coef) < 0 or min(args.learning_rate, args.cem_init_std) <= 0:
-        fail("--weight-decay and --log-var-bound-coef must be >= 0, --learning-rate and --cem-init-std > 0")
-    if not args.min_log_var < args.max_log_var:
-        fail(f"--min-log-var must be < --max-log-var, got {args.min_log_var}, {args.max_log_var}")
-    if args.num_elites > args.population_size or args.num_particles % args.ensemble_size:
-        fail("--num-elites must be <= --population-size, --num-particles a multiple of --ensemble-size")
-    if not 0.0 <= args.cem_alpha < 1.0:
-        fail(f"--cem-alpha must be in [0, 1), got {args.cem_alpha}")
-
-
-def make_env(env_id: str, max_episode_steps: int, capture_video: bool = False, run_dir: str = "") -> gym.Env:
-    render_mode = "rgb_array" if capture_video else None
-    env = gym.make(env_id, max_episode_steps=max_episode_steps, render_mode=render_mode)
-    if capture_video:  # every evaluation episode
-        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", lambda e: True, disable_logger=True)
-    return gym.wrappers.RecordEpisodeStatistics(env)
+def make_env(args: Args, render_mode: Optional[str] = None) -> gym.Env:
+    """One environment with the time limit `--max-episode-steps` (a truncation, never a termination)."""
+    return gym.make(args.env_id, max_episode_steps=args.max_episode_steps, render_mode=render_mode)
 
 
 class ProbabilisticEnsemble(nn.Module):
@@ -232,9 +157,13 @@ def fit_model(model, optimizer, inputs: torch.Tensor, targets: torch.Tensor, arg
         std.copy_(data.std(0).clamp_min(1e-6))  # clamp: a constant column must not divide by 0
     normalised = (targets - model.out_mean) / model.out_std  # [T, D]
     n, k = len(inputs), args.ensemble_size
-    bootstrap = torch.randint(n, (k, n))  # [K, T] each member's resample, with replacement
+    bootstrap = torch.randint(
+        n, (k, n), device=inputs.device
+    )  # [K, T] each member's resample, with replacement
     for _ in range(args.model_epochs):
-        order = bootstrap.gather(1, torch.rand(k, n).argsort(1))  # [K, T] shuffled per member
+        order = bootstrap.gather(
+            1, torch.rand(k, n, device=inputs.device).argsort(1)
+        )  # [K, T] shuffled per member
         for start in range(0, n, args.batch_size):
             idx = order[:, start : start + args.batch_size]  # [K, B]
             mean, log_var = model(inputs[idx])  # [K, B, I] -> 2 x [K, B, D]
@@ -259,12 +188,15 @@ def predicted_returns(model, obs: torch.Tensor, actions: torch.Tensor, max_torqu
     k, m, o = args.ensemble_size, args.num_particles // args.ensemble_size, obs.shape[-1]
     # particles live as [K, M = N*P/K]: row (j, i*P/K + l) is particle j*P/K + l of candidate i, on member j
     acts = actions.transpose(0, 1)[:, None, :, None].expand(horizon, k, n, m, a).reshape(horizon, k, n * m, a)
-    noise = torch.randn((horizon, k, n * m, model.out_mean.shape[0]), generator=generator)  # [H, K, M, D]
+    noise = torch.randn((horizon, k, n * m, model.out_mean.shape[0]), generator=generator, device=obs.device)
     state, states, rewards = obs.expand(k, n * m, o), [], []  # [K, M, O]
     for t in range(horizon):
         if args.propagation == "ts1":  # every particle draws a new member: shuffle a candidate's P particles
             grouped = state.view(k, n, m, o).transpose(0, 1).reshape(n, k * m, o)  # [N, P, O]
-            perm = torch.rand((n, k * m), generator=generator).argsort(1)[..., None].expand(n, k * m, o)
+            perm = torch.rand((n, k * m), generator=generator, device=obs.device).argsort(1)
+            perm = perm[..., None].expand(
+                n, k * m, o
+            )  # [N, P, O] a random order of each candidate's particles
             state = grouped.gather(1, perm).view(n, k, m, o).transpose(0, 1).reshape(k, n * m, o)
         mean, log_var = model(torch.cat([state, acts[t]], -1))  # [K, M, I] -> 2 x [K, M, D]
         sample = (mean + torch.exp(0.5 * log_var) * noise[t]) * model.out_std + model.out_mean  # [K, M, D]
@@ -282,7 +214,7 @@ def cem_optimize(score_fn, mean: torch.Tensor, low: torch.Tensor, high: torch.Te
     """Cross-entropy method: sample N sequences around mean, refit mean/std to the E best; returns mean."""
     std = torch.ones_like(mean) * args.cem_init_std * (high - low)  # [H, A]
     for _ in range(args.cem_iterations):
-        noise = torch.randn((args.population_size, *mean.shape), generator=generator)  # [N, H, A]
+        noise = torch.randn((args.population_size, *mean.shape), generator=generator, device=mean.device)
         candidates = (mean + std * noise).clamp(low, high)  # [N, H, A]; DEVIATION: clipped, PETS truncates
         elites = candidates[score_fn(candidates).topk(args.num_elites).indices]  # [E, H, A]
         mean = args.cem_alpha * mean + (1 - args.cem_alpha) * elites.mean(0)  # [H, A]
@@ -293,108 +225,258 @@ def cem_optimize(score_fn, mean: torch.Tensor, low: torch.Tensor, high: torch.Te
 @torch.inference_mode()
 def plan_action(model, obs: np.ndarray, plan: torch.Tensor, low, high, args: Args, generator):
     """One MPC step: CEM from the warm-start plan; returns the first action and the shifted plan."""
-    obs_t = torch.as_tensor(obs, dtype=torch.float32)  # [O]
+    obs_t = torch.as_tensor(obs, dtype=torch.float32, device=low.device)  # [O]
     score = lambda a: predicted_returns(model, obs_t, a, high[0].item(), args, generator)  # noqa: E731
     plan = cem_optimize(score, plan, low, high, args, generator)  # [H, A]
-    return plan[0].numpy(), torch.cat([plan[1:], ((low + high) / 2)[None]])  # [A], [H, A] shifted by one
+    return plan[0].cpu().numpy(), torch.cat(
+        [plan[1:], ((low + high) / 2)[None]]
+    )  # [A], [H, A] shifted by one
 
 
-def evaluate(model, args: Args, run_dir: str, low: torch.Tensor, high: torch.Tensor) -> np.ndarray:
-    """Plan with the learned model on fresh envs seeded from args.seed; returns the episode returns."""
-    env = make_env(args.env_id, args.max_episode_steps, args.capture_video, run_dir)
-    generator = torch.Generator().manual_seed(args.seed)  # the planner's samples: eval depends on seed only
+def evaluate(model, args: Args, run_dir: str, low: torch.Tensor, high: torch.Tensor, stop) -> list[float]:
+    """Plan with the learned model on start states of the evaluation's own; returns finished episodes."""
+    env = make_env(args, render_mode="rgb_array" if args.capture_video else None)
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", lambda e: True, disable_logger=True)
+    generator = torch.Generator(low.device).manual_seed(
+        args.seed
+    )  # the planner's samples: from the seed only
+    seeds = np.random.default_rng([args.seed, 1])  # no training reset, no other --seed starts from these
     returns = []
-    for episode in range(args.eval_episodes):
-        obs, info = env.reset(seed=args.seed + episode)
+    for _ in range(args.eval_episodes):
+        obs, _ = env.reset(seed=int(seeds.integers(2**31)))
         plan = ((low + high) / 2).expand(args.horizon, -1)  # [H, A]
-        while "episode" not in info:  # RecordEpisodeStatistics adds it at the episode's end
+        episode_return, done = 0.0, False
+        while not done and not stop.is_set():
             action, plan = plan_action(model, obs, plan, low, high, args, generator)
-            obs, _, _, _, info = env.step(action)
-        returns.append(info["episode"]["r"])
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episode_return, done = episode_return + float(reward), terminated or truncated
+        if not done:  # stopped mid-episode: only finished episodes count
+            break
+        returns.append(episode_return)
     env.close()  # RecordVideo writes the last video on close
-    return np.array(returns, dtype=np.float64)
+    return returns
 
 
 def main(args: Args) -> dict:
     check_args(args)
-    seed_everything(args.seed, args.torch_deterministic)
-    torch.set_num_threads(args.torch_threads)
-    env = make_env(args.env_id, args.max_episode_steps)
+    device = torch_setup(args)
+    env = gym.wrappers.RecordEpisodeStatistics(make_env(args))
     env.action_space.seed(args.seed)
     if not isinstance(env.action_space, gym.spaces.Box):
-        fail(f"--env-id {args.env_id} has no continuous (Box) action space")
+        fail(f"--env-id {args.env_id!r} has no continuous (Box) action space")
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    low, high = torch.as_tensor(env.action_space.low), torch.as_tensor(env.action_space.high)  # [A]
+    low = torch.as_tensor(env.action_space.low, device=device)  # [A]
+    high = torch.as_tensor(env.action_space.high, device=device)  # [A]
     out_dim = obs_dim + (0 if args.known_reward else 1)
-    model = ProbabilisticEnsemble(obs_dim + act_dim, out_dim, args)
+    k, h, particles = args.ensemble_size, args.hidden_dim, args.population_size * args.num_particles
+    check_memory(  # the data and the refit's bootstrap indices; the ensemble with Adam; the planner's particles
+        4 * args.total_steps * (2 * obs_dim + act_dim + 1 + 6 * k) + 16 * k * (h + 2 * out_dim) * (h + obs_dim)
+        + 16 * k * h * h * args.num_layers + 4 * args.horizon * particles * (3 * obs_dim + act_dim + 2),
+        "--total-steps, --hidden-dim, --ensemble-size, --num-layers, --horizon, --population-size, --num-particles",
+    )  # fmt: skip
+    model = ProbabilisticEnsemble(obs_dim + act_dim, out_dim, args).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     if args.load_model:
-        try:
-            model.load_state_dict(torch.load(args.load_model, map_location="cpu", weights_only=True))
-        except Exception as error:  # missing, not a state_dict, other shapes
-            fail(f"cannot load --load-model {args.load_model!r}: {str(error).splitlines()[0]}")
-    inputs = torch.zeros(args.total_steps, obs_dim + act_dim)  # [T, I] (s, a) of every real transition
-    targets = torch.zeros(args.total_steps, obs_dim + 1)  # [T, O + 1] (s' - s, r); the model fits D of them
-    run_dir, writer = start_run(args, args.env_id)
+        load_model(args.load_model, device, model=model)
+    inputs = torch.zeros(args.total_steps, obs_dim + act_dim, device=device)  # [T, I] (s, a) of every step
+    targets = torch.zeros(args.total_steps, obs_dim + 1, device=device)  # [T, O + 1] (s' - s, r); D are fit
+    run_dir, writer, stop = start_run(args, args.env_id)
     progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
-    interrupted, start_time, global_step = False, time.time(), 0
-    generator = torch.Generator().manual_seed(args.seed)  # the planner's samples during training
+    start_time, global_step = time.time(), 0
+    generator = torch.Generator(device).manual_seed(args.seed)  # the planner's samples during training
     episode, num_updates, planning_seconds, planned = 0, 0, 0.0, 0
     obs, _ = env.reset(seed=args.seed)
     plan = ((low + high) / 2).expand(args.horizon, -1)  # [H, A] CEM mean, warm-started between steps
-    try:
-        while global_step < args.total_steps:
-            if episode < args.random_episodes:
-                action = env.action_space.sample()
-            else:
-                tic = time.perf_counter()
-                action, plan = plan_action(model, obs, plan, low, high, args, generator)
-                planning_seconds, planned = planning_seconds + time.perf_counter() - tic, planned + 1
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            inputs[global_step] = torch.as_tensor(np.concatenate([obs, action]))
-            # the true s' also at truncation: never the next episode's first obs
-            targets[global_step] = torch.as_tensor(np.append(next_obs - obs, reward))
-            global_step += 1
-            progress.update(1)
-            obs = next_obs
-            if terminated or truncated:  # refit on everything so far, then a fresh episode
-                writer.add_scalar("charts/episodic_return", info["episode"]["r"], global_step)
-                writer.add_scalar("charts/episodic_length", info["episode"]["l"], global_step)
-                progress.set_postfix(ret=f"{float(info['episode']['r']):.1f}")
-                loss, steps = fit_model(
-                    model, optimizer, inputs[:global_step], targets[:global_step, :out_dim], args
-                )
-                if not np.isfinite(loss):
-                    fail(f"model loss is {loss} at step {global_step}")
-                num_updates, episode = num_updates + steps, episode + 1
-                writer.add_scalar("losses/model_nll", loss, global_step)
-                writer.add_scalar("charts/SPS", global_step / (time.time() - start_time), global_step)
-                obs, _ = env.reset()
-                plan = ((low + high) / 2).expand(args.horizon, -1)
-    except KeyboardInterrupt:
-        interrupted = True
+    while global_step < args.total_steps and not stop.is_set():
+        if episode < args.random_episodes:
+            action = env.action_space.sample()
+        else:
+            tic = time.perf_counter()
+            action, plan = plan_action(model, obs, plan, low, high, args, generator)
+            planning_seconds, planned = planning_seconds + time.perf_counter() - tic, planned + 1
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        inputs[global_step] = torch.as_tensor(np.concatenate([obs, action]), device=device)
+        # the true s' also at truncation: never the next episode's first obs
+        targets[global_step] = torch.as_tensor(np.append(next_obs - obs, reward), device=device)
+        global_step += 1
+        progress.update(1)
+        obs = next_obs
+        if terminated or truncated:  # refit on everything so far, then a fresh episode
+            writer.add_scalar("charts/episodic_return", info["episode"]["r"], global_step)
+            writer.add_scalar("charts/episodic_length", info["episode"]["l"], global_step)
+            progress.set_postfix(ret=f"{float(info['episode']['r']):.1f}")
+            loss, steps = fit_model(
+                model, optimizer, inputs[:global_step], targets[:global_step, :out_dim], args
+            )
+            if not math.isfinite(loss):
+                fail(f"model loss is {loss} at step {global_step}")
+            num_updates, episode = num_updates + steps, episode + 1
+            writer.add_scalar("losses/model_nll", loss, global_step)
+            writer.add_scalar("charts/SPS", global_step / (time.time() - start_time), global_step)
+            obs, _ = env.reset()
+            plan = ((low + high) / 2).expand(args.horizon, -1)
     progress.close()
+    env.close()
     train_seconds = time.time() - start_time
-    returns = evaluate(model, args, run_dir, low, high)
+    interrupted = stop.is_set()
+    stop.clear()  # from here a stop ends the evaluation
+    returns = evaluate(model, args, run_dir, low, high, stop)
     if args.save_model:
-        torch.save(model.state_dict(), os.path.join(run_dir, "model.pt"))
-    summary = {
-        "algo": os.path.basename(__file__)[: -len(".py")],
-        "env_id": args.env_id,
-        "seed": args.seed,
-        "total_steps": global_step,
-        "num_updates": num_updates,
-        "train_seconds": round(train_seconds, 3),
-        "steps_per_second": round(global_step / max(train_seconds, 1e-9), 1),
-        "eval_episodes": args.eval_episodes,
-        "eval_return_mean": float(returns.mean()),
-        "eval_return_std": float(returns.std()),
-        "interrupted": interrupted,
-        "run_dir": run_dir,
-        "planning_ms_per_action": round(1000 * planning_seconds / max(planned, 1), 2),
-    }
-    return finish_run(summary, writer, args.track)
+        save_model(f"{run_dir}/model.pt", model=model)
+    return finish_run(
+        args, run_dir, writer, returns, total_steps=global_step, num_updates=num_updates,
+        train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(),
+        planning_ms_per_action=round(1000 * planning_seconds / max(planned, 1), 2),
+    )  # fmt: skip
 
 
+def check_args(args: Args) -> None:
+    """Reject values the run cannot use, before anything is written."""
+    counts = {name: 1 for name, value in asdict(args).items() if type(value) is int and name != "seed"}
+    check_common_args(args, counts | {"total_steps": 0, "random_episodes": 0}, ("cem_alpha",))
+    if min(args.weight_decay, args.log_var_bound_coef) < 0 or min(args.learning_rate, args.cem_init_std) <= 0:
+        fail("--weight-decay and --log-var-bound-coef must be >= 0, --learning-rate and --cem-init-std > 0")
+    if not args.min_log_var < args.max_log_var:
+        fail(f"--min-log-var must be < --max-log-var, got {args.min_log_var} and {args.max_log_var}")
+    if args.num_elites > args.population_size or args.num_particles % args.ensemble_size:
+        fail("--num-elites must be <= --population-size, --num-particles a multiple of --ensemble-size")
+    if args.cem_alpha == 1.0:
+        fail("--cem-alpha must be < 1: at 1 the sampling distribution never moves towards the elites")
+    check_env(args.env_id, args.capture_video)
+    if args.known_reward and gym.spec(args.env_id).id != "Pendulum-v1":
+        fail(f"--known-reward is Pendulum-v1's reward, got --env-id {args.env_id}; add --no-known-reward")
+
+
+# == SHARED: run_helpers ==
+def fail(message: str) -> NoReturn:
+    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
+    raise SystemExit(f"error: {' '.join(message.split())}")
+
+
+def check_common_args(args, at_least: dict, unit_interval: tuple = ()) -> None:
+    """Stop on what no run can use: NaN or inf in any field, a seed outside [0, 2**32), a field below its
+    minimum (`at_least`) or outside [0, 1] (`unit_interval`)."""
+    for name, value in asdict(args).items():
+        items = value if isinstance(value, tuple) else [value]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    bounds = {"seed": (0, 2**32 - 1), **{n: (low, math.inf) for n, low in at_least.items()}}
+    for name, (low, high) in (bounds | {n: (0.0, 1.0) for n in unit_interval}).items():
+        if not low <= getattr(args, name) <= high:
+            fail(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {getattr(args, name)}")
+
+
+def check_memory(nbytes: float, flags: str) -> None:
+    """Stop before allocating when an estimate of the buffers exceeds this machine's physical memory."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else math.inf
+    if nbytes > total:
+        fail(f"{flags} would need {nbytes / 2**30:,.1f} GiB of memory, more than this machine has")
+
+
+def write_atomic(path: str, write: Callable) -> None:
+    """`write(file)` to a temporary name, then rename: a run killed outright never leaves half a file."""
+    with open(path + ".tmp", "wb") as f:
+        write(f)
+    os.replace(path + ".tmp", path)
+
+
+def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
+    """Seed python and numpy; create the run directory with `args.json`, the TensorBoard writer, the W&B run.
+    From here Ctrl-C (SIGINT) and SIGTERM only set the returned event, which the loops read between steps: a
+    stop at any moment ends training, then the evaluation, and a second one cannot cut a file."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = base = os.path.join(args.runs_dir, name)
+    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
+        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
+    try:
+        os.makedirs(run_dir)
+    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
+    if args.track:
+        import wandb
+
+        kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args))
+        kwargs |= dict(name=os.path.basename(run_dir), dir=run_dir, sync_tensorboard=True, save_code=True)
+        wandb.init(**kwargs)
+    write_atomic(f"{run_dir}/args.json", lambda f: f.write(json.dumps(asdict(args), indent=2).encode()))
+    stop, main_thread = threading.Event(), threading.current_thread() is threading.main_thread()
+    for sig in (signal.SIGINT, signal.SIGTERM) if main_thread else ():  # only the main thread gets signals
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job (nohup, &) keeps ignoring it
+            signal.signal(sig, lambda signum, frame: stop.set())
+    return run_dir, Writer(run_dir), stop
+
+
+def finish_run(args, run_dir: str, writer: Writer, returns: list, **figures) -> dict:
+    """Write the summary (CONVENTIONS 4) to `summary.json` and print it as the last line of stdout: the
+    evaluation over the episodes that finished, NaN or inf as null. A stop after this is ignored."""
+    mean, std = (float(np.mean(returns)), float(np.std(returns))) if len(returns) else (None, None)
+    sps = round(figures["total_steps"] / max(figures["train_seconds"], 1e-9), 1)
+    summary = {"algo": os.path.basename(__file__)[:-3], "env_id": args.env_id, "seed": args.seed, **figures}
+    summary |= {"steps_per_second": sps, "eval_episodes": len(returns), "eval_return_mean": mean}
+    summary |= {"eval_return_std": std, "run_dir": run_dir}
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+    writer.close()
+    write_atomic(f"{run_dir}/summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    print(json.dumps(summary), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written: a late stop must not fail the exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return summary
+
+
+# == SHARED: torch_helpers ==
+def torch_setup(args) -> torch.device:
+    """Seed torch and choose its kernels, thread count and device (the torch fields of Args)."""
+    if not 1 <= args.torch_threads <= (os.cpu_count() or 1):
+        fail(f"--torch-threads must be in [1, {os.cpu_count()}], the cores here; got {args.torch_threads}")
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+
+def load_model(path: str, device: torch.device, **parts) -> None:
+    """Load `--load-model` into `parts` (modules, or tensors copied in place); one line on a missing or
+    corrupt file, a pickle (weights_only refuses to run it), other keys or shapes, or NaN and inf."""
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # torch warns before it refuses a pickle; the line below says why
+            state = torch.load(path, map_location=device, weights_only=True)
+            for name, part in parts.items():
+                part.load_state_dict(state[name]) if isinstance(part, nn.Module) else part.copy_(state[name])
+    except Exception as error:
+        fail(f"cannot load --load-model {path!r}: {type(error).__name__}: {error}")
+    flat = [v for p in state.values() for v in (p.values() if isinstance(p, dict) else [p])]
+    if not all(torch.isfinite(v).all() for v in flat if torch.is_tensor(v) and v.is_floating_point()):
+        fail(f"--load-model {path!r} holds NaN or inf")
+
+
+def save_model(path: str, **parts) -> None:
+    """state_dicts and tensors, never pickled modules (CONVENTIONS 5), written atomically."""
+    state = {name: p.state_dict() if isinstance(p, nn.Module) else p.detach() for name, p in parts.items()}
+    write_atomic(path, lambda f: torch.save(state, f))
+
+
+# == SHARED: gym_helpers ==
+def check_env(env_id: str, capture_video: bool) -> None:
+    """Build the environment once: an unknown id, or one whose extra is not installed, stops here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's deprecation notes for old versions
+            gym.make(env_id, render_mode="rgb_array" if capture_video else None).close()
+    except gym.error.DependencyNotInstalled as error:
+        fail(f"--env-id {env_id!r} needs a package that is not installed: {str(error).splitlines()[0]}")
+    except Exception as error:
+        fail(f"cannot make --env-id {env_id!r}: {type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+# == SHARED: entry_point ==
 if __name__ == "__main__":
     main(tyro.cli(Args))

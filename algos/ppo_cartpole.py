@@ -6,26 +6,29 @@ probability ratio pi_new/pi_old to [1 - eps, 1 + eps] keeps those updates near t
 Paper: https://arxiv.org/abs/1707.06347 (GAE: https://arxiv.org/abs/1506.02438)
 Run:  python algos/ppo_cartpole.py
 Docs: docs/algorithms/ppo_cartpole.md   Parent: actor_critic_cartpole.py
-Shapes: E envs, T steps per rollout, B valid transitions of a rollout (<= T*E), M minibatch,
-O observation dim, A actions.
+Shapes: E envs, T steps per rollout, B valid transitions (<= T*E), M minibatch, O obs dim, A actions.
 """
 
 import json
+import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
-from typing import NoReturn, Optional
+from typing import Callable, NoReturn, Optional
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
+from tensorboard.summary import Writer
 from torch import Tensor
 from torch.distributions import Categorical
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 
@@ -35,11 +38,7 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of the experiment (run directory and W&B run name)"""
     seed: int = 1
-    """seeds python, numpy, torch, the environments and their action spaces"""
-    torch_deterministic: bool = True
-    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
-    cuda: bool = True
-    """use a GPU when one is present; the CPU otherwise, silently"""
+    """seeds python, numpy (and torch), the environments and their action spaces; in [0, 2**32)"""
     track: bool = False
     """log to Weights & Biases (works offline with `WANDB_MODE=offline`)"""
     wandb_project_name: str = "rl-algos"
@@ -56,20 +55,25 @@ class Args:
     """parent folder of the run directories"""
     progress: bool = True
     """show a progress bar on a terminal (`--no-progress` silences it)"""
+    # == SHARED: torch_args ==
+    torch_deterministic: bool = True
+    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
+    cuda: bool = True
+    """use a GPU when one is present; the CPU otherwise, silently"""
+    torch_threads: int = 1
+    """torch intra-op threads; the small networks here update fastest on one (measure before raising it)"""
     # == SHARED: pg_env_args ==
     env_id: str = "CartPole-v1"
     """gymnasium id of an environment with a discrete action space (its own time limit applies)"""
     eval_episodes: int = 10
     """episodes of the final evaluation, each acting with the most probable action"""
-    torch_threads: int = 1
-    """CPU threads of torch; these small networks gain nothing from more, and lose much on a busy machine"""
     # == ALGO: ppo_cartpole ==
     total_steps: int = 50_000
     """environment steps over all envs (E per vector step), the reset steps included"""
     num_envs: int = 8
     """E, environments stepped side by side; a rollout holds T * E steps"""
     num_steps: int = 32
-    """T, steps per environment in each rollout (one rollout, then the update)"""
+    """T, steps per environment in each rollout (one rollout, then the update); at least 2"""
     hidden_dim: int = 64
     """units in each of the two hidden layers of the actor and of the critic"""
     learning_rate: float = 3e-3
@@ -96,86 +100,13 @@ class Args:
     """clip the global gradient norm of each step to this value"""
 
 
-# == SHARED: run_helpers ==
-def fail(message: str) -> NoReturn:
-    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
-    raise SystemExit(f"error: {message}")
-
-
-def seed_everything(seed: int, torch_deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = torch_deterministic
-
-
-def start_run(args, env_id: str) -> tuple[str, SummaryWriter]:
-    """Create the run directory, the TensorBoard writer and (with --track) the W&B run."""
-    run_dir = os.path.join(args.runs_dir, f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    suffix = 0
-    while os.path.exists(run_dir + (f"-{suffix}" if suffix else "")):
-        suffix += 1
-    run_dir += f"-{suffix}" if suffix else ""
-    os.makedirs(run_dir)
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=asdict(args),
-            name=os.path.basename(run_dir),
-            dir=run_dir,
-            save_code=True,
-        )
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump(asdict(args), f, indent=2)
-    writer = SummaryWriter(run_dir)
-    table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    return run_dir, writer
-
-
-def finish_run(summary: dict, writer: SummaryWriter, track: bool) -> dict:
-    """Close the loggers, write `summary.json` and print it as the last line of stdout."""
-    writer.close()
-    with open(os.path.join(summary["run_dir"], "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    if track:
-        import wandb
-
-        wandb.finish()
-    print(json.dumps(summary), flush=True)
-    return summary
-
-
-# == SHARED: pg_setup ==
-def check_args(args: Args) -> None:
-    """Reject values the run cannot use, before anything is written; each file checks the fields it has."""
-    try:
-        gym.spec(args.env_id)
-    except gym.error.Error:
-        fail(f"unknown --env-id {args.env_id!r}")
-    rules = [
-        ("in [0, 1]", lambda v: 0 <= v <= 1, ["gamma", "gae_lambda"]),
-        (">= 0", lambda v: v >= 0, ["total_steps", "vf_coef", "ent_coef"]),
-        (">= 1", lambda v: v >= 1, ["eval_episodes", "torch_threads", "num_envs", "num_steps", "hidden_dim",
-                                    "update_epochs", "num_minibatches"]),
-        ("> 0", lambda v: v > 0, ["learning_rate", "clip_coef", "max_grad_norm"]),
-    ]  # fmt: skip
-    for text, ok, names in rules:
-        for name in filter(lambda name: hasattr(args, name), names):
-            if not ok(getattr(args, name)):
-                fail(f"--{name.replace('_', '-')} must be {text}, got {getattr(args, name)}")
-
-
-def make_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
-    """E copies of the environment; CartPole has a numpy-vectorised version (2x the steps/s)."""
-    # Both kinds autoreset NEXT_STEP: the step after an episode's end only resets (see main).
-    mode = "vector_entry_point" if gym.spec(env_id).vector_entry_point else "sync"
+# == SHARED: pg_parts ==
+def make_env(args: Args) -> gym.vector.VectorEnv:
+    """E copies of the environment, numpy-vectorised where the env has it (CartPole: 2x the steps/s); both
+    kinds autoreset NEXT_STEP: the step after an episode's end only resets it (see main)."""
+    mode = "vector_entry_point" if gym.spec(args.env_id).vector_entry_point else "sync"
     kwargs = {} if mode == "vector_entry_point" else {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
-    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, vector_kwargs=kwargs)
+    envs = gym.make_vec(args.env_id, num_envs=args.num_envs, vectorization_mode=mode, vector_kwargs=kwargs)
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
@@ -184,16 +115,11 @@ class Agent(nn.Module):
 
     def __init__(self, obs_dim: int, num_actions: int, hidden_dim: int):
         super().__init__()
-
-        def mlp(out_dim: int) -> nn.Sequential:
-            return nn.Sequential(
-                nn.Linear(obs_dim, hidden_dim), nn.Tanh(),
-                nn.Linear(hidden_dim, hidden_dim), nn.Tanh(),
-                nn.Linear(hidden_dim, out_dim),
-            )  # fmt: skip
-
-        self.actor = mlp(num_actions)
-        self.critic = mlp(1)
+        h = hidden_dim
+        self.actor, self.critic = (
+            nn.Sequential(nn.Linear(obs_dim, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh(), nn.Linear(h, out_dim))
+            for out_dim in (num_actions, 1)
+        )
 
     def forward(self, obs: Tensor) -> tuple[Categorical, Tensor]:
         logits = self.actor(obs)  # [..., O] -> [..., A]
@@ -219,13 +145,13 @@ def compute_gae(
     return advantages
 
 
-def update(agent: Agent, optimizer: torch.optim.Optimizer, batch: dict, args: Args) -> dict:
+def update(agent: Agent, optimizer: torch.optim.Optimizer, batch: dict, args: Args, stop) -> dict:
     """PPO-clip: K epochs of minibatch steps on the rollout's valid transitions."""
     advantages = compute_gae(
         batch["rewards"], batch["values"], batch["terminations"], batch["dones"], args.gamma, args.gae_lambda
     )  # [T, E]
     returns = advantages + batch["values"][:-1]  # [T, E] lambda-returns, the critic's target
-    valid = batch["valid"].flatten()  # [T*E]
+    valid = batch["valid"].flatten()  # [T*E] False on the reset steps
     obs = batch["obs"].flatten(0, 1)[valid]  # [T, E, O] -> [B, O]
     actions, old_logprobs = batch["actions"].flatten()[valid], batch["logprobs"].flatten()[valid]  # [B]
     advantages, returns = advantages.flatten()[valid], returns.flatten()[valid]  # [B]
@@ -246,6 +172,8 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, batch: dict, args: Ar
             loss.backward()
             nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
             optimizer.step()
+        if stop.is_set():  # Ctrl-C or SIGTERM: end the update after this epoch
+            break
     with torch.no_grad():
         clip_fraction = ((ratio - 1.0).abs() > args.clip_coef).float().mean()
     return {"loss": loss.detach(), "policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
@@ -253,114 +181,239 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, batch: dict, args: Ar
 
 
 # == SHARED: pg_main ==
-def evaluate(agent: Agent, args: Args, run_dir: str, device: torch.device) -> np.ndarray:
-    """Episodes with the most probable action, on a fresh environment seeded from `args.seed`."""
+def evaluate(agent: Agent, args: Args, run_dir: str, device: torch.device, stop) -> list[float]:
+    """The most probable action, on start states of the evaluation's own; returns finished episodes."""
     env = gym.make(args.env_id, render_mode="rgb_array" if args.capture_video else None)
     if args.capture_video:
-        env = gym.wrappers.RecordVideo(
-            env, f"{run_dir}/videos", episode_trigger=lambda e: True, disable_logger=True
-        )
-    returns = np.zeros(args.eval_episodes)  # [episodes]
-    for episode in range(args.eval_episodes):
-        obs, _ = env.reset(seed=args.seed + episode)
-        done = False
-        while not done:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", lambda e: True, disable_logger=True)
+    seeds = np.random.default_rng([args.seed, 1])  # no training reset, no other --seed starts from these
+    returns = []
+    for _ in range(args.eval_episodes):
+        obs, _ = env.reset(seed=int(seeds.integers(2**31)))
+        episode_return, done = 0.0, False
+        while not done and not stop.is_set():
             with torch.no_grad():
-                logits = agent.actor(torch.as_tensor(obs, device=device))  # [O] -> [A]
+                logits = agent.actor(torch.as_tensor(obs, dtype=torch.float32, device=device))  # [O] -> [A]
             obs, reward, terminated, truncated, _ = env.step(int(logits.argmax()))
-            returns[episode] += reward
-            done = terminated or truncated
+            episode_return, done = episode_return + float(reward), terminated or truncated
+        if not done:  # stopped mid-episode: only finished episodes count
+            break
+        returns.append(episode_return)
     env.close()
     return returns
 
 
 def main(args: Args) -> dict:
     check_args(args)
-    seed_everything(args.seed, args.torch_deterministic)
-    torch.set_num_threads(args.torch_threads)
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    envs = make_env(args.env_id, args.num_envs)
-    if not isinstance(envs.single_action_space, gym.spaces.Discrete):
-        fail(f"--env-id {args.env_id} has no discrete action space")
-    obs_dim, num_actions = envs.single_observation_space.shape[0], envs.single_action_space.n
-    agent = Agent(obs_dim, num_actions, args.hidden_dim).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, fused=True)
+    device = torch_setup(args)
+    probe = gym.make(args.env_id)  # one copy gives the sizes, before E copies are made
+    obs_dim, num_actions = int(np.prod(probe.observation_space.shape)), int(probe.action_space.n)
+    T, E, h = args.num_steps, args.num_envs, args.hidden_dim  # rollout in numpy and torch, activations, Adam
+    check_memory((T + 1) * E * (2 * obs_dim + 12 + 8 * h) * 4 + 32 * h * (obs_dim + h + num_actions),
+                 "--num-steps, --num-envs and --hidden-dim")  # fmt: skip
+    envs = make_env(args)
+    agent = Agent(obs_dim, num_actions, h).to(device)
     if args.load_model:
-        try:
-            agent.load_state_dict(torch.load(args.load_model, map_location=device, weights_only=True))
-        except Exception as error:  # missing, corrupt, or another architecture
-            fail(f"cannot load --load-model {args.load_model!r}: {' '.join(str(error).split())[:200]}")
-    run_dir, writer = start_run(args, args.env_id)
-    progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
-    interrupted, start_time, global_step, num_updates = False, time.time(), 0, 0
-    T, E = args.num_steps, args.num_envs
+        load_model(args.load_model, device, agent=agent)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, fused=True)
     obs_buf = np.zeros((T + 1, E, obs_dim), dtype=np.float32)  # [T+1, E, O] s_0 .. s_T
     actions_buf = np.zeros((T, E), dtype=np.int64)  # [T, E]
     rewards_buf, terminations_buf, dones_buf = np.zeros((3, T, E), dtype=np.float32)  # [T, E] each
     valid_buf = np.zeros((T, E), dtype=bool)  # [T, E] False on a step that only resets its env
-    next_obs, _ = envs.reset(seed=args.seed)  # [E, O]
-    next_done = np.zeros(E, dtype=bool)  # [E]
-    try:
-        while global_step < args.total_steps:
-            if args.anneal_lr:
-                optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - global_step / args.total_steps)
-            for step in range(T):
-                # NEXT_STEP autoreset: the step after an episode's end only resets the env (reward 0,
-                # action ignored). It joins two episodes, so it is marked invalid and never trained on.
-                obs_buf[step], valid_buf[step] = next_obs, ~next_done
-                with torch.no_grad():
-                    logits = agent.actor(torch.from_numpy(next_obs).to(device))  # [E, O] -> [E, A]
-                actions = Categorical(logits=logits, validate_args=False).sample()  # [E] a ~ pi(.|s)
-                actions_buf[step] = actions.cpu().numpy()
-                next_obs, reward, terminated, truncated, infos = envs.step(actions_buf[step])
-                next_done = terminated | truncated  # [E] ended for any reason; next_obs is then final
-                rewards_buf[step], terminations_buf[step], dones_buf[step] = reward, terminated, next_done
-                global_step += E
-                if "_episode" in infos:
-                    for i in np.flatnonzero(infos["_episode"]):
-                        writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
-                        writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
-                        progress.set_postfix(episodic_return=f"{infos['episode']['r'][i]:.0f}")
-            obs_buf[T] = next_obs
-            batch = {"obs": obs_buf, "actions": actions_buf, "rewards": rewards_buf,
-                     "terminations": terminations_buf, "dones": dones_buf, "valid": valid_buf}  # fmt: skip
-            batch = {name: torch.from_numpy(array).to(device) for name, array in batch.items()}
-            with torch.no_grad():  # values[t + 1] is V(final obs) where step t ended an episode
-                dist, batch["values"] = agent(batch["obs"])  # [T+1, E, O] -> [T+1, E, A], [T+1, E]
-            log_pi = dist.logits[:T].gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)  # [T, E]
-            batch["obs"], batch["logprobs"] = batch["obs"][:T], log_pi  # [T, E, O], [T, E] log pi(a|s)
-            losses = update(agent, optimizer, batch, args)
-            num_updates += 1
-            if not torch.isfinite(losses["loss"]):
-                fail(f"loss is {losses['loss'].item()} at step {global_step}")
-            for name, value in losses.items():
-                writer.add_scalar(f"losses/{name}", value.item(), global_step)
-            writer.add_scalar("charts/SPS", global_step / (time.time() - start_time), global_step)
-            progress.update(T * E)
-    except KeyboardInterrupt:
-        interrupted = True
+    run_dir, writer, stop = start_run(args, args.env_id)
+    progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
+    start_time, global_step, num_updates = time.time(), 0, 0
+    (next_obs, _), next_done = envs.reset(seed=args.seed), np.zeros(E, dtype=bool)  # [E, O], [E]
+    while global_step < args.total_steps and not stop.is_set():
+        if args.anneal_lr:
+            optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - global_step / args.total_steps)
+        for step in range(T):
+            # NEXT_STEP autoreset: the step after an episode's end only resets the env (reward 0,
+            # action ignored). It joins two episodes, so it is marked invalid and never trained on.
+            obs_buf[step], valid_buf[step] = next_obs, ~next_done
+            with torch.no_grad():
+                logits = agent.actor(torch.as_tensor(next_obs, device=device))  # [E, O] -> [E, A]
+            actions_buf[step] = Categorical(logits=logits, validate_args=False).sample().cpu().numpy()  # [E]
+            next_obs, reward, terminated, truncated, infos = envs.step(actions_buf[step])
+            next_done = terminated | truncated  # [E] ended for any reason; next_obs is then final
+            rewards_buf[step], terminations_buf[step], dones_buf[step] = reward, terminated, next_done
+            global_step += E
+            for i in np.flatnonzero(infos.get("_episode", [])):
+                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+                progress.set_postfix(episodic_return=f"{infos['episode']['r'][i]:.0f}")
+        obs_buf[T] = next_obs
+        batch = {"obs": obs_buf, "actions": actions_buf, "rewards": rewards_buf,
+                 "terminations": terminations_buf, "dones": dones_buf, "valid": valid_buf}  # fmt: skip
+        batch = {name: torch.from_numpy(array).to(device) for name, array in batch.items()}
+        with torch.no_grad():  # values[t + 1] is V(final obs) where step t ended an episode
+            dist, batch["values"] = agent(batch["obs"])  # [T+1, E, O] -> [T+1, E, A], [T+1, E]
+        log_pi = dist.logits[:T].gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)  # [T, E]
+        batch["obs"], batch["logprobs"] = batch["obs"][:T], log_pi  # [T, E, O], [T, E] log pi(a|s)
+        losses = update(agent, optimizer, batch, args, stop)
+        num_updates += 1
+        if not torch.isfinite(losses["loss"]):
+            fail(f"loss is {losses['loss'].item()} at step {global_step}")
+        for name, value in losses.items():
+            writer.add_scalar(f"losses/{name}", value.item(), global_step)
+        writer.add_scalar("charts/SPS", global_step / (time.time() - start_time), global_step)
+        progress.update(T * E)
     progress.close()
     envs.close()
     train_seconds = time.time() - start_time
-    returns = evaluate(agent, args, run_dir, device)
+    interrupted = stop.is_set()
+    stop.clear()  # from here a stop ends the evaluation
+    returns = evaluate(agent, args, run_dir, device, stop)
     if args.save_model:
-        torch.save(agent.state_dict(), os.path.join(run_dir, "model.pt"))
-    summary = {
-        "algo": os.path.basename(__file__)[: -len(".py")],
-        "env_id": args.env_id,
-        "seed": args.seed,
-        "total_steps": global_step,
-        "num_updates": num_updates,
-        "train_seconds": round(train_seconds, 3),
-        "steps_per_second": round(global_step / max(train_seconds, 1e-9), 1),
-        "eval_episodes": args.eval_episodes,
-        "eval_return_mean": float(returns.mean()),
-        "eval_return_std": float(returns.std()),
-        "interrupted": interrupted,
-        "run_dir": run_dir,
-    }
-    return finish_run(summary, writer, args.track)
+        save_model(f"{run_dir}/model.pt", agent=agent)
+    return finish_run(
+        args, run_dir, writer, returns, total_steps=global_step, num_updates=num_updates,
+        train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(),
+    )  # fmt: skip
 
 
+# == SHARED: pg_checks ==
+def check_args(args: Args) -> None:
+    """Reject values the run cannot use, before anything is written; each file checks the fields it has."""
+    at_least = {"total_steps": 0, "eval_episodes": 1, "torch_threads": 1, "num_envs": 1, "num_steps": 2}
+    at_least |= dict.fromkeys(["hidden_dim", "update_epochs", "num_minibatches"], 1)
+    at_least |= dict.fromkeys(["learning_rate", "vf_coef", "ent_coef", "max_grad_norm", "clip_coef"], 0.0)
+    at_least = {name: low for name, low in at_least.items() if hasattr(args, name)}
+    check_common_args(args, at_least, tuple(n for n in ("gamma", "gae_lambda") if hasattr(args, n)))
+    check_env(args.env_id, args.capture_video)
+    if not isinstance(gym.make(args.env_id).action_space, gym.spaces.Discrete):
+        fail(f"--env-id {args.env_id!r} has no discrete action space")
+
+
+# == SHARED: run_helpers ==
+def fail(message: str) -> NoReturn:
+    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
+    raise SystemExit(f"error: {' '.join(message.split())}")
+
+
+def check_common_args(args, at_least: dict, unit_interval: tuple = ()) -> None:
+    """Stop on what no run can use: NaN or inf in any field, a seed outside [0, 2**32), a field below its
+    minimum (`at_least`) or outside [0, 1] (`unit_interval`)."""
+    for name, value in asdict(args).items():
+        items = value if isinstance(value, tuple) else [value]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    bounds = {"seed": (0, 2**32 - 1), **{n: (low, math.inf) for n, low in at_least.items()}}
+    for name, (low, high) in (bounds | {n: (0.0, 1.0) for n in unit_interval}).items():
+        if not low <= getattr(args, name) <= high:
+            fail(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {getattr(args, name)}")
+
+
+def check_memory(nbytes: float, flags: str) -> None:
+    """Stop before allocating when an estimate of the buffers exceeds this machine's physical memory."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else math.inf
+    if nbytes > total:
+        fail(f"{flags} would need {nbytes / 2**30:,.1f} GiB of memory, more than this machine has")
+
+
+def write_atomic(path: str, write: Callable) -> None:
+    """`write(file)` to a temporary name, then rename: a run killed outright never leaves half a file."""
+    with open(path + ".tmp", "wb") as f:
+        write(f)
+    os.replace(path + ".tmp", path)
+
+
+def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
+    """Seed python and numpy; create the run directory with `args.json`, the TensorBoard writer, the W&B run.
+    From here Ctrl-C (SIGINT) and SIGTERM only set the returned event, which the loops read between steps: a
+    stop at any moment ends training, then the evaluation, and a second one cannot cut a file."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = base = os.path.join(args.runs_dir, name)
+    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
+        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
+    try:
+        os.makedirs(run_dir)
+    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
+    if args.track:
+        import wandb
+
+        kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args))
+        kwargs |= dict(name=os.path.basename(run_dir), dir=run_dir, sync_tensorboard=True, save_code=True)
+        wandb.init(**kwargs)
+    write_atomic(f"{run_dir}/args.json", lambda f: f.write(json.dumps(asdict(args), indent=2).encode()))
+    stop, main_thread = threading.Event(), threading.current_thread() is threading.main_thread()
+    for sig in (signal.SIGINT, signal.SIGTERM) if main_thread else ():  # only the main thread gets signals
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job (nohup, &) keeps ignoring it
+            signal.signal(sig, lambda signum, frame: stop.set())
+    return run_dir, Writer(run_dir), stop
+
+
+def finish_run(args, run_dir: str, writer: Writer, returns: list, **figures) -> dict:
+    """Write the summary (CONVENTIONS 4) to `summary.json` and print it as the last line of stdout: the
+    evaluation over the episodes that finished, NaN or inf as null. A stop after this is ignored."""
+    mean, std = (float(np.mean(returns)), float(np.std(returns))) if len(returns) else (None, None)
+    sps = round(figures["total_steps"] / max(figures["train_seconds"], 1e-9), 1)
+    summary = {"algo": os.path.basename(__file__)[:-3], "env_id": args.env_id, "seed": args.seed, **figures}
+    summary |= {"steps_per_second": sps, "eval_episodes": len(returns), "eval_return_mean": mean}
+    summary |= {"eval_return_std": std, "run_dir": run_dir}
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+    writer.close()
+    write_atomic(f"{run_dir}/summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    print(json.dumps(summary), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written: a late stop must not fail the exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return summary
+
+
+# == SHARED: torch_helpers ==
+def torch_setup(args) -> torch.device:
+    """Seed torch and choose its kernels, thread count and device (the torch fields of Args)."""
+    if not 1 <= args.torch_threads <= (os.cpu_count() or 1):
+        fail(f"--torch-threads must be in [1, {os.cpu_count()}], the cores here; got {args.torch_threads}")
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+
+def load_model(path: str, device: torch.device, **parts) -> None:
+    """Load `--load-model` into `parts` (modules, or tensors copied in place); one line on a missing or
+    corrupt file, a pickle (weights_only refuses to run it), other keys or shapes, or NaN and inf."""
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # torch warns before it refuses a pickle; the line below says why
+            state = torch.load(path, map_location=device, weights_only=True)
+            for name, part in parts.items():
+                part.load_state_dict(state[name]) if isinstance(part, nn.Module) else part.copy_(state[name])
+    except Exception as error:
+        fail(f"cannot load --load-model {path!r}: {type(error).__name__}: {error}")
+    flat = [v for p in state.values() for v in (p.values() if isinstance(p, dict) else [p])]
+    if not all(torch.isfinite(v).all() for v in flat if torch.is_tensor(v) and v.is_floating_point()):
+        fail(f"--load-model {path!r} holds NaN or inf")
+
+
+def save_model(path: str, **parts) -> None:
+    """state_dicts and tensors, never pickled modules (CONVENTIONS 5), written atomically."""
+    state = {name: p.state_dict() if isinstance(p, nn.Module) else p.detach() for name, p in parts.items()}
+    write_atomic(path, lambda f: torch.save(state, f))
+
+
+# == SHARED: gym_helpers ==
+def check_env(env_id: str, capture_video: bool) -> None:
+    """Build the environment once: an unknown id, or one whose extra is not installed, stops here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's deprecation notes for old versions
+            gym.make(env_id, render_mode="rgb_array" if capture_video else None).close()
+    except gym.error.DependencyNotInstalled as error:
+        fail(f"--env-id {env_id!r} needs a package that is not installed: {str(error).splitlines()[0]}")
+    except Exception as error:
+        fail(f"cannot make --env-id {env_id!r}: {type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+# == SHARED: entry_point ==
 if __name__ == "__main__":
     main(tyro.cli(Args))

@@ -3,9 +3,11 @@
 import importlib.util
 import math
 import shlex
+import signal
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +41,13 @@ def run_algo(stem: str, argv: list[str], runs_dir) -> dict:
     import tyro
 
     module = load_algo(stem)
-    args = tyro.cli(module.Args, args=[*argv, "--runs-dir", str(runs_dir), "--no-progress"])
-    return module.main(args)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        args = tyro.cli(module.Args, args=[*argv, "--runs-dir", str(runs_dir), "--no-progress"])
+        return module.main(args)
+    finally:  # main() takes over SIGINT and SIGTERM; give them back to pytest
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def assert_summary(summary: dict) -> None:
@@ -54,3 +61,21 @@ def assert_summary(summary: dict) -> None:
 @pytest.fixture
 def runs_dir(tmp_path):
     return tmp_path / "runs"
+
+
+def assert_bad_files_rejected(stem: str, flag: str, bad: dict, tmp_path) -> None:
+    """Each bad file (None: missing, bytes: not an npz, dict: npz arrays) stops the run with one
+    `error:` line naming the flag, before anything is written."""
+    for name, content in bad.items():
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif content is not None:
+            np.savez(path, **content)  # object arrays are pickled: the loader must refuse them
+        runs_dir = tmp_path / f"runs_{name}"
+        with pytest.raises(SystemExit) as exit_info:
+            run_algo(stem, [*smoke_args(stem), flag, str(path)], runs_dir)
+        message = exit_info.value.code
+        assert isinstance(message, str) and message.startswith("error:") and "\n" not in message, name
+        assert flag.lstrip("-") in message, (name, message)
+        assert not runs_dir.exists() or not any(runs_dir.iterdir()), f"{name} left a run directory"

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import load_algo, run_algo
+from conftest import assert_bad_files_rejected, load_algo, run_algo, smoke_args
 
 BANDITS = [
     "bandit_epsilon_greedy",
@@ -62,6 +62,20 @@ def test_epsilon_greedy_explores_with_probability_epsilon(modules):
     freq = frequencies(pick(m, Q, N, epsilon=0.2))
     expected = np.full(K, 0.2 / K) + np.eye(K)[2] * 0.8
     assert np.abs(freq - expected).max() < tolerance(0.8)
+
+
+@pytest.mark.parametrize(
+    "stem, greedy",
+    [("bandit_epsilon_greedy", {"epsilon": 0.0}), ("bandit_decaying_epsilon_greedy", {"epsilon_scale": 0.0})],
+)
+def test_greedy_ties_are_broken_at_random(modules, stem, greedy):
+    """Sutton & Barto 2.4: equal estimates get equal chances. argmax's lowest index would stick to arm 0 at
+    the start (all Q = 0) and to arm 1 here."""
+    m = modules[stem]
+    freq = frequencies(pick(m, np.tile([0.3, 0.7, 0.7, 0.7], (R, 1)), N, **greedy))
+    assert freq[0] == 0 and np.abs(freq[1:] - 1 / 3).max() < tolerance(1 / 3), freq
+    freq = frequencies(pick(m, np.zeros((R, K)), np.zeros((R, K)), **greedy))
+    assert np.abs(freq - 1 / K).max() < tolerance(1 / K), freq
 
 
 def test_decaying_epsilon_follows_c_over_t(modules):
@@ -150,6 +164,46 @@ def test_estimates_are_sample_means(stem, runs_dir):
     assert (q >= 0).all() and (q <= 1).all()
     np.testing.assert_allclose(q * n, np.rint(q * n), atol=1e-8)
     assert np.rint(q * n).sum() == pytest.approx(summary["total_reward"] * 50)
+    # regret is expected, sum_t p* - p_{a_t}: the bandits are main's first draw from the seed
+    probs = np.random.default_rng(1).uniform(size=(50, 10))
+    expected = (n * (probs.max(axis=1, keepdims=True) - probs)).sum(axis=1)
+    assert summary["regret"] == pytest.approx(expected.mean())
+    assert summary["best_arm_expected_reward"] == pytest.approx(probs.max(axis=1).mean())
+
+
+# ---------------------------------------------------------------- bad input of the family
+@pytest.mark.parametrize("stem", BANDITS)
+def test_bad_model_files_are_one_line(stem, tmp_path):
+    q, n = np.full((4, 10), 0.5), np.full((4, 10), 3.0)  # the smoke budget's R = 4 bandits, K = 10 arms
+    bad = {
+        "missing.npz": None,
+        "not_an_npz.npz": b"not a model" * 10,
+        "other_keys.npz": {"q": q, "counts": n},
+        "other_shape.npz": {"q": q[:, :3], "n": n[:, :3]},
+        "strings.npz": {"q": q.astype(str), "n": n},
+        "objects.npz": {"q": q.astype(object), "n": n},
+        "nan.npz": {"q": np.where(q > 0, np.nan, q), "n": n},
+        "inf_counts.npz": {"q": q, "n": np.full_like(n, np.inf)},
+        "negative_counts.npz": {"q": q, "n": -n},
+    }
+    assert_bad_files_rejected(stem, "--load-model", bad, tmp_path)
+
+
+@pytest.mark.parametrize("stem", BANDITS)
+def test_impossible_runs_are_one_line_before_any_file(stem, tmp_path):
+    cases = [
+        (["--capture-video"], "capture-video"),
+        (["--total-steps", str(10**12)], "total-steps"),
+        (["--num-runs", str(10**12)], "num-runs"),
+        (["--num-arms", "1"], "num-arms"),
+    ]
+    for argv, flag in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            run_algo(stem, [*smoke_args(stem), *argv], tmp_path / "runs")
+        message = exit_info.value.code
+        assert isinstance(message, str) and message.startswith("error:") and "\n" not in message, argv
+        assert flag in message, (argv, message)
+        assert not (tmp_path / "runs").exists(), argv
 
 
 # ---------------------------------------------------------------- learning

@@ -1,12 +1,14 @@
-"""Continuous actor-critic family (ddpg_pendulum, sac_pendulum): pure functions and learning.
+"""Continuous actor-critic family (ddpg_pendulum, sac_pendulum, and cql_pendulum's SAC): mechanisms and learning.
 
 soft_update at tau = 0 and 1, the TD targets at a terminated and a truncated transition, the
-tanh-squashed log-probability against torch.distributions and a numerical integral, the
+tanh-squashed log-probability against torch.distributions and a numerical integral, which
+networks score the target and how far the targets trail, the temperature's direction, the
 --save-buffer dataset, and (marked learning) the documented threshold from the defaults.
 """
 
 import copy
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ import torch
 from conftest import load_algo, run_algo, smoke_args
 
 STEMS = ["ddpg_pendulum", "sac_pendulum"]
+SAC_LIKE = ["sac_pendulum", "cql_pendulum"]  # cql_pendulum shares SAC's parts byte for byte
 DATASET_KEYS = ["observations", "actions", "rewards", "next_observations", "terminations"]
 
 
@@ -26,7 +29,7 @@ def networks(module, seed: int = 0):
     return actor, critic
 
 
-@pytest.mark.parametrize("stem", STEMS)
+@pytest.mark.parametrize("stem", STEMS + ["cql_pendulum"])
 def test_soft_update_tau_0_keeps_and_tau_1_copies(stem):
     module = load_algo(stem)
     _, source = networks(module, seed=0)
@@ -45,7 +48,7 @@ def test_soft_update_tau_0_keeps_and_tau_1_copies(stem):
         torch.testing.assert_close(value, expected)
 
 
-@pytest.mark.parametrize("stem", STEMS)
+@pytest.mark.parametrize("stem", STEMS + ["cql_pendulum"])
 def test_td_target_bootstraps_through_truncation_only(stem):
     """terminations = 1 (true terminal state): y = r. terminations = 0 (a time-limit truncation,
     the only way a Pendulum episode ends): y = r + gamma * V(s'), V from the target networks."""
@@ -54,7 +57,7 @@ def test_td_target_bootstraps_through_truncation_only(stem):
     rewards = torch.tensor([-1.0, -2.0])
     next_obs = torch.tensor([[1.0, 0.0, 0.5], [0.0, 1.0, -3.0]])
     gamma, alpha = 0.9, 0.2
-    sac = stem == "sac_pendulum"
+    sac = stem in SAC_LIKE
 
     def target(terminations):
         torch.manual_seed(7)  # SAC samples a' ~ pi(.|s'): the same draw in both calls
@@ -113,6 +116,115 @@ def test_actions_stay_inside_the_bounds():
     for deterministic in (True, False):
         action = actor.act(obs, deterministic=deterministic)
         assert action.shape == (4096, 1) and action.abs().max() <= 2.0
+
+
+# ---------------------------------------------------------------- the update: targets, their lag, the temperature
+def update_args(module, **extra):
+    return SimpleNamespace(gamma=0.9, tau=0.25, cql_num_actions=2, **extra)
+
+
+def parts(module, seed: int = 0):
+    """Online and target networks that differ, two optimizers, a random batch of 8 transitions."""
+    actor, critic = networks(module, seed)
+    target_actor, target_critic = networks(module, seed + 1)
+    log_alpha = torch.tensor(math.log(0.2), requires_grad=True)
+    q_opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    actor_opt = torch.optim.Adam([{"params": list(actor.parameters())}, {"params": [log_alpha]}], lr=1e-2)
+    g = torch.Generator().manual_seed(seed)
+    batch = [
+        torch.randn(8, 3, generator=g), torch.rand(8, 1, generator=g) * 4 - 2, -torch.rand(8, generator=g),
+        torch.randn(8, 3, generator=g), torch.zeros(8),
+    ]  # fmt: skip
+    return actor, critic, target_actor, target_critic, log_alpha, (q_opt, actor_opt), batch
+
+
+def call_update(module, stem, actor, critic, target_actor, target_critic, log_alpha, optimizers, batch):
+    if stem == "ddpg_pendulum":
+        return module.update(
+            actor, critic, target_actor, target_critic, optimizers, batch, update_args(module)
+        )
+    extra = (0.0,) if stem == "cql_pendulum" else ()
+    return module.update(
+        actor, critic, target_critic, log_alpha, optimizers, batch, update_args(module), *extra
+    )
+
+
+@pytest.mark.parametrize("stem", STEMS + ["cql_pendulum"])
+def test_update_scores_the_target_with_the_target_networks(stem, monkeypatch):
+    """DDPG: Q_target(s', mu_target(s')). SAC: min_i Q_target_i(s', a'), a' from the CURRENT actor."""
+    module = load_algo(stem)
+    actor, critic, target_actor, target_critic, log_alpha, optimizers, batch = parts(module)
+    seen = []
+    real = module.td_target
+    monkeypatch.setattr(module, "td_target", lambda a, c, *rest: seen.append((a, c)) or real(a, c, *rest))
+    call_update(module, stem, actor, critic, target_actor, target_critic, log_alpha, optimizers, batch)
+    assert len(seen) == 1
+    used_actor, used_critic = seen[0]
+    assert used_critic is target_critic, "the TD target must come from the target critic"
+    assert used_actor is (target_actor if stem == "ddpg_pendulum" else actor)
+
+
+@pytest.mark.parametrize("stem", STEMS + ["cql_pendulum"])
+def test_update_moves_every_target_by_tau_after_the_step(stem):
+    """theta_target <- tau * theta (after this step) + (1 - tau) * theta_target, for each target network."""
+    module = load_algo(stem)
+    actor, critic, target_actor, target_critic, log_alpha, optimizers, batch = parts(module)
+    pairs = [(target_critic, critic)] + ([(target_actor, actor)] if stem == "ddpg_pendulum" else [])
+    params = lambda net: [p.detach().clone() for p in net.parameters()]  # noqa: E731
+    before = [(params(target), params(online)) for target, online in pairs]
+    call_update(module, stem, actor, critic, target_actor, target_critic, log_alpha, optimizers, batch)
+    for (target, online), (target_old, online_old) in zip(pairs, before):
+        for new, old, theta, theta_old in zip(
+            target.parameters(), target_old, online.parameters(), online_old
+        ):
+            assert not torch.equal(theta, theta_old), "the online network did not learn"
+            torch.testing.assert_close(new, 0.25 * theta + 0.75 * old)
+
+
+def test_ddpg_main_keeps_separate_lagging_targets(monkeypatch, runs_dir):
+    """In a run, the targets are other modules than the online networks, and they trail them."""
+    module = load_algo("ddpg_pendulum")
+    calls = []
+    real = module.update
+    monkeypatch.setattr(module, "update", lambda *a: calls.append(a[:4]) or real(*a))
+    module.main(
+        module.tyro.cli(module.Args, args=[*smoke_args("ddpg_pendulum"), "--runs-dir", str(runs_dir)])
+    )
+    actor, critic, target_actor, target_critic = calls[-1]
+    assert target_actor is not actor and target_critic is not critic
+    for target, online in ((target_actor, actor), (target_critic, critic)):
+        assert any(not torch.equal(t, o) for t, o in zip(target.parameters(), online.parameters()))
+
+
+@pytest.mark.parametrize("stem", SAC_LIKE)
+@pytest.mark.parametrize("log_std, direction", [(0.0, -1), (-5.0, +1)])
+def test_temperature_moves_towards_the_target_entropy(stem, log_std, direction):
+    """Target entropy -dim(A) = -1 nat. A wide policy (log sigma 0: entropy about +1.2 nats) must lower
+    alpha; a narrow one (log sigma -5: about -2.9 nats) must raise it (J(alpha) = -log alpha (log pi + H))."""
+    module = load_algo(stem)
+    actor, critic, target_actor, target_critic, log_alpha, optimizers, batch = parts(module)
+    last = actor.net[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.0, log_std]))  # mean 0, log sigma fixed for every state
+    before = log_alpha.item()
+    call_update(module, stem, actor, critic, target_actor, target_critic, log_alpha, optimizers, batch)
+    assert (log_alpha.item() - before) * direction > 0, (before, log_alpha.item())
+
+
+def test_sac_twin_critics_take_the_minimum_in_the_actor_loss():
+    """The actor climbs min_i Q_i(s, a): with the second critic far below the first, its loss follows it."""
+    module = load_algo("sac_pendulum")
+    actor, critic, target_actor, target_critic, log_alpha, optimizers, batch = parts(module)
+    with torch.no_grad():
+        critic.biases[-1][1].fill_(-100.0)  # critic 1 = critic 0's shape - 100 (its own weights aside)
+        critic.weights[-1][1].zero_()
+        critic.weights[-1][0].zero_()
+        critic.biases[-1][0].fill_(0.0)
+    losses = call_update(
+        module, "sac_pendulum", actor, critic, target_actor, target_critic, log_alpha, optimizers, batch
+    )
+    assert losses["actor_loss"].item() > 90.0, losses["actor_loss"]  # -min_i Q_i = +100, not -mean = +50
 
 
 @pytest.mark.parametrize("stem", STEMS)

@@ -10,7 +10,7 @@ from collections import deque
 import numpy as np
 import pytest
 import tyro
-from conftest import load_algo, run_algo
+from conftest import assert_bad_files_rejected, load_algo, run_algo
 
 CLIFF = ["cliff_policy_iteration", "cliff_value_iteration"]
 LAKE = ["frozenlake_policy_iteration", "frozenlake_value_iteration"]
@@ -87,27 +87,44 @@ def test_action_values_match_a_loop_over_env_P(stem, argv):
     assert np.allclose(module.action_values(P, R, terminal, V, 0.9), expected)
 
 
-def test_policy_evaluation_solves_the_linear_system():
-    module, args, env, P, R, terminal = tables("frozenlake_policy_iteration")
-    policy = np.random.default_rng(0).integers(4, size=16)
-    V, sweeps, converged = module.policy_evaluation(P, R, terminal, policy, np.zeros(16), 0.9, 1e-13, 100_000)
-    P_pi, R_pi = P[np.arange(16), policy] * ~terminal, R[np.arange(16), policy]  # V = 0 beyond a termination
-    exact = np.linalg.solve(np.eye(16) - 0.9 * P_pi, R_pi)
-    assert np.allclose(np.where(terminal, 0.0, V), np.where(terminal, 0.0, exact), atol=1e-10)
+@pytest.mark.parametrize("stem", ["cliff_policy_iteration", "frozenlake_policy_iteration"])
+def test_policy_evaluation_solves_the_linear_system(stem):
+    module, args, env, P, R, terminal = tables(stem, ("--is-slippery",))
+    n = len(terminal)
+    policy = np.random.default_rng(0).integers(4, size=n)
+    V, sweeps, converged = module.policy_evaluation(P, R, terminal, policy, np.zeros(n), 0.9, 1e-13, 100_000)
+    P_pi, R_pi = P[np.arange(n), policy] * ~terminal, R[np.arange(n), policy]  # V = 0 beyond a termination
+    exact = np.linalg.solve(np.eye(n) - 0.9 * P_pi, R_pi)
+    assert np.allclose(np.where(terminal, 0.0, V), np.where(terminal, 0.0, exact), atol=1e-9)
     assert converged and sweeps > 1
     _, capped_sweeps, capped_converged = module.policy_evaluation(
-        P, R, terminal, policy, np.zeros(16), 0.9, 1e-13, 5
+        P, R, terminal, policy, np.zeros(n), 0.9, 1e-13, 5
     )
     assert capped_sweeps == 5 and not capped_converged
 
 
+@pytest.mark.parametrize("stem", ["cliff_policy_iteration", "frozenlake_policy_iteration"])
+def test_policy_improvement_is_greedy_in_q_pi(stem):
+    """pi'(s) = argmax_a Q_pi(s, a), with Q_pi from a loop over the env's own P (the file's tables not used)."""
+    module, args, env, P, R, terminal = tables(stem, ("--is-slippery",))
+    policy = np.random.default_rng(0).integers(4, size=len(terminal))
+    V, _, _ = module.policy_evaluation(P, R, terminal, policy, np.zeros(len(terminal)), 0.9, 1e-12, 10_000)
+    Q = np.zeros_like(R)
+    for s, actions in env.unwrapped.P.items():
+        for a, outcomes in actions.items():
+            Q[s, a] = sum(p * (r + 0.9 * (0.0 if done else V[s2])) for p, s2, r, done in outcomes)
+    improved = module.policy_improvement(P, R, terminal, V, 0.9, 1e-9)
+    assert np.allclose(
+        Q[np.arange(len(Q)), improved], Q.max(axis=1), rtol=0, atol=1e-8
+    )  # ties: any best action
+
+
 @pytest.mark.parametrize("cap", ["1", "3"])
-def test_policy_iteration_with_capped_evaluations_still_reaches_v_star(cap):
+@pytest.mark.parametrize("env, argv", [("cliff", ("--is-slippery",)), ("frozenlake", ("--map-name", "8x8"))])
+def test_policy_iteration_with_capped_evaluations_still_reaches_v_star(env, argv, cap):
     """Evaluations cut short (modified policy iteration) never declare a policy stable too early."""
-    V_vi, policy_vi, _ = solve("frozenlake_value_iteration", ("--map-name", "8x8"))
-    V_pi, policy_pi, _ = solve(
-        "frozenlake_policy_iteration", ("--map-name", "8x8", "--max-evaluation-sweeps", cap)
-    )
+    V_vi, policy_vi, _ = solve(f"{env}_value_iteration", argv)
+    V_pi, policy_pi, _ = solve(f"{env}_policy_iteration", (*argv, "--max-evaluation-sweeps", cap))
     assert np.allclose(V_pi, V_vi, rtol=0, atol=1e-9) and np.array_equal(policy_pi, policy_vi)
 
 
@@ -242,6 +259,26 @@ def test_load_with_zero_iterations_only_evaluates(stem, runs_dir):
     assert loaded["eval_return_mean"] == saved["eval_return_mean"]
     resumed = run_algo(stem, ["--eval-episodes", "20", "--load-model", path], runs_dir / "c")
     assert resumed["iterations"] <= 2  # a converged plan is already stable
+
+
+@pytest.mark.parametrize("stem", CLIFF + LAKE)
+def test_bad_model_files_are_one_line(stem, tmp_path):
+    n = 48 if stem.startswith("cliff") else 16
+    V, policy = np.zeros(n), np.zeros(n, dtype=np.int64)
+    bad = {
+        "missing.npz": None,
+        "garbage.npz": b"not an npz file" * 10,
+        "no_policy.npz": {"V": V},
+        "wrong_shape.npz": {"V": np.zeros(n + 1), "policy": policy},
+        "string_values.npz": {"V": V.astype(str), "policy": policy},
+        "string_policy.npz": {"V": V, "policy": policy.astype(str)},
+        "nan_values.npz": {"V": np.full(n, np.nan), "policy": policy},
+        "float_policy.npz": {"V": V, "policy": policy + 0.5},
+        "action_out_of_range.npz": {"V": V, "policy": policy + 4},
+        "negative_action.npz": {"V": V, "policy": policy - 1},
+        "objects.npz": {"V": np.full(n, None, dtype=object), "policy": policy},
+    }
+    assert_bad_files_rejected(stem, "--load-model", bad, tmp_path)
 
 
 def test_a_4x4_model_does_not_load_on_8x8(runs_dir):

@@ -1,6 +1,7 @@
 """Unit and learning tests of algos/mpc_pendulum.py (PETS-style MPC with a learned ensemble)."""
 
 import math
+import signal
 
 import gymnasium as gym
 import numpy as np
@@ -18,6 +19,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def call_main(args) -> dict:
+    """mpc.main(args), giving SIGINT and SIGTERM back to pytest afterwards."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return mpc.main(args)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def small_args(**overrides):
@@ -141,6 +152,49 @@ def test_ts_inf_keeps_a_particle_on_one_member_and_ts1_reassigns_it():
     assert returns["ts1"].std() > 0
 
 
+class ActionModel:
+    """Noiseless: theta_dot grows by the action each step; the predicted reward is -(a - 0.7)^2."""
+
+    out_mean, out_std = torch.zeros(4), torch.ones(4)
+
+    def __call__(self, x):  # [K, M, I = 3 + 1] -> 2 x [K, M, D = 3 + 1]
+        mean = torch.zeros(*x.shape[:2], 4)
+        mean[..., 2] = x[..., 3]
+        mean[..., 3] = -((x[..., 3] - 0.7) ** 2)
+        return mean, torch.full_like(mean, -1e4)
+
+
+def test_predicted_returns_depend_on_the_planned_actions():
+    """The model is fed each candidate's own actions: returns -H (a - 0.7)^2 for a constant sequence a."""
+    args = small_args(known_reward=False, ensemble_size=2, num_particles=2, horizon=4)
+    actions = torch.tensor([-1.0, 0.0, 0.7, 2.0])[:, None, None].expand(4, 4, 1)  # [N, H, A]
+    returns = mpc.predicted_returns(ActionModel(), torch.zeros(3), actions, None, args, torch.Generator())
+    assert torch.allclose(returns, -4 * (actions[:, 0, 0] - 0.7) ** 2, atol=1e-5), returns
+
+
+def test_plan_action_executes_the_best_first_action():
+    """MPC picks the action that maximises the predicted return (0.7 here), and shifts the plan by one."""
+    args = small_args(known_reward=False, horizon=3, population_size=100, num_elites=10, cem_iterations=5)
+    low, high, plan = torch.tensor([-2.0]), torch.tensor([2.0]), torch.zeros(3, 1)
+    action, next_plan = mpc.plan_action(ActionModel(), np.zeros(3), plan, low, high, args, torch.Generator())
+    assert abs(action[0] - 0.7) < 0.1 and next_plan.shape == (3, 1) and next_plan[-1, 0] == 0.0
+    assert torch.allclose(next_plan[:2], torch.full((2, 1), 0.7), atol=0.1)
+
+
+def test_an_empty_or_nan_model_file_is_one_line(tmp_path):
+    """Issue 17: an empty `.pt` raised IndexError inside the error handler; NaN weights ran on."""
+    empty, nan = tmp_path / "empty.pt", tmp_path / "nan.pt"
+    empty.write_bytes(b"")
+    model = mpc.ProbabilisticEnsemble(4, 3, mpc.Args(hidden_dim=16))
+    torch.save({"model": {k: torch.full_like(v, math.nan) for k, v in model.state_dict().items()}}, nan)
+    for path in (empty, nan):
+        argv = [*smoke_args("mpc_pendulum"), "--load-model", str(path), "--total-steps", "0"]
+        with pytest.raises(SystemExit) as error:
+            run_algo("mpc_pendulum", argv, tmp_path / "runs")
+        assert str(error.value.code).startswith("error:") and "\n" not in str(error.value.code)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_truncated_episode_keeps_its_true_last_transition(tmp_path):
     """The refit sees every real transition: T rows, none from one episode's end to the next's start."""
     args = mpc.Args(total_steps=12, max_episode_steps=4, random_episodes=3, eval_episodes=1, horizon=2,
@@ -155,7 +209,7 @@ def test_truncated_episode_keeps_its_true_last_transition(tmp_path):
 
     mpc.fit_model = spy
     try:
-        mpc.main(args)
+        call_main(args)
     finally:
         mpc.fit_model = original
     assert sorted(seen) == [4, 8, 12]  # a refit after every episode, on all data so far
