@@ -41,11 +41,15 @@ def run(stem: str, runs_dir: str, **overrides) -> dict:
 
 def regret_curve(run_dir: str) -> tuple[np.ndarray, np.ndarray]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
 
-    events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    events = EventAccumulator(run_dir, size_guidance={"scalars": 0, "tensors": 0})
     events.Reload()
-    scalars = events.Scalars("charts/regret")
-    return np.array([0] + [s.step for s in scalars]), np.array([0.0] + [s.value for s in scalars])
+    if "charts/regret" in events.Tags()["tensors"]:  # tensorboard.summary.Writer: a scalar is a 0-d tensor
+        points = [(e.step, float(make_ndarray(e.tensor_proto))) for e in events.Tensors("charts/regret")]
+    else:  # torch's SummaryWriter: a simple_value
+        points = [(e.step, e.value) for e in events.Scalars("charts/regret")]
+    return np.array([0] + [s for s, _ in points]), np.array([0.0] + [v for _, v in points])
 
 
 def main() -> None:

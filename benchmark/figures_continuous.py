@@ -7,7 +7,7 @@ episode return against environment steps, median and range over seeds, the -200 
 Prints the markdown table the docs quote: evaluation return, and the environment step at
 which the mean of the last 10 training episodes first reaches -200.
 
-    python benchmark/figures_continuous.py --seeds 5 --runs-dir /tmp/continuous_runs
+    python benchmark/figures_continuous.py --seeds 5 --runs-dir benchmark/out/continuous_runs
 """
 
 import argparse
@@ -48,7 +48,7 @@ def steps_to_threshold(eps: list[tuple[int, float]]) -> int | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--runs-dir", default="/tmp/continuous_runs")
+    parser.add_argument("--runs-dir", default="benchmark/out/continuous_runs")
     parser.add_argument("--no-train", action="store_true", help="only read runs already in --runs-dir")
     parser.add_argument("--out", default=str(ROOT / "docs" / "figures" / "continuous_pendulum.png"))
     args = parser.parse_args()

@@ -3,10 +3,11 @@
 Runs `algos/mpc_pendulum.py` with its defaults (2000 env steps = 10 episodes, the first random)
 for seeds 1..N, one subprocess at a time under `nice`, or with --no-train reads the runs already in
 --runs-dir. Writes docs/figures/mpc_pendulum_returns.png (training episode returns per seed and
-the -200 target) and prints the markdown table the docs quote (evaluation return, first episode
-at or above -200, planning time per action).
+the -200 target) and prints the markdown table the docs quote (evaluation return over the
+evaluation's own start states, first episode at or above -200, planning time per action) with the
+median and the worst seed.
 
-    python benchmark/figures_mpc.py --seeds 5 --runs-dir /tmp/mpc_runs
+    python benchmark/figures_mpc.py --seeds 10 --runs-dir benchmark/out/mpc_runs
 """
 
 import argparse
@@ -36,8 +37,8 @@ def episode_returns(run_dir: str) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--runs-dir", default="/tmp/mpc_runs")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--runs-dir", default="benchmark/out/mpc_runs")
     parser.add_argument("--no-train", action="store_true", help="only read runs already in --runs-dir")
     parser.add_argument("--out", default=str(ROOT / "docs" / "figures" / "mpc_pendulum_returns.png"))
     args = parser.parse_args()
@@ -48,7 +49,9 @@ def main() -> None:
             subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     paths = sorted(glob.glob(os.path.join(args.runs_dir, "*", "summary.json")))
     runs = sorted((json.load(open(p)) for p in paths), key=lambda s: s["seed"])
-    print("| seed | eval return (mean of episodes) | first training episode >= -200 | planning ms/action |")
+    print(
+        "| seed | eval return (mean ± std of episodes) | first training episode >= -200 | planning ms/action |"
+    )
     print("| --- | --- | --- | --- |")
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for summary in runs:

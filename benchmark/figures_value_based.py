@@ -4,7 +4,7 @@ Reads the `charts/max_q` and `charts/episodic_return` TensorBoard scalars of fin
 algos/dqn_pendulum.py and algos/ddqn_pendulum.py (trains them first unless --no-train), and
 writes docs/figures/dqn_max_q.png.
 
-    python benchmark/figures_value_based.py --seeds 1 2 3 --runs-dir /tmp/value_based_runs
+    python benchmark/figures_value_based.py --seeds 1 2 3 --runs-dir benchmark/out/value_based_runs
 """
 
 import argparse
@@ -37,7 +37,7 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--total-steps", type=int, default=20000)
-    parser.add_argument("--runs-dir", default="/tmp/value_based_runs")
+    parser.add_argument("--runs-dir", default="benchmark/out/value_based_runs")
     parser.add_argument("--no-train", action="store_true", help="only read runs already in --runs-dir")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "figures", "dqn_max_q.png"))
     args = parser.parse_args()
