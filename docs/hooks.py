@@ -11,7 +11,9 @@ Directives, written in a page's markdown (the page `algorithms/<stem>.md` docume
 - `{{ results() }}`        per-seed results of this file from `benchmark/results/<stem>.json`
                            (written by `benchmark/run.py`), the command that made them and the figure
 
-Everything is read from the source at build time, so no page can go stale.
+Everything is read from the source at build time, so no page can go stale. A Chinese twin
+`algorithms/<stem>.zh.md` (mkdocs-static-i18n, suffix structure) uses the same directives and gets
+the same code, tables and figures.
 """
 
 import ast
@@ -22,7 +24,7 @@ import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DIRECTIVE = re.compile(r"\{\{\s*(\w+)\((.*?)\)\s*\}\}")
+DIRECTIVE = re.compile(r"(?<!`)\{\{\s*(\w+)\((.*?)\)\s*\}\}(?!`)")  # `{{ ... }}` in backticks is left as text
 
 
 def algo_source(stem: str) -> str:
@@ -98,7 +100,9 @@ def results(stem: str) -> str:
     if not path.exists():
         return f"*Not benchmarked yet: `python benchmark/run.py --algos {stem}` fills this section.*"
     data = json.loads(path.read_text())
-    records = [r for r in data["records"] if "summary" in r]
+    records = [  # failed runs carry "error", interrupted ones a null evaluation: neither is a result
+        r for r in data["records"] if "summary" in r and r["summary"].get("eval_return_mean") is not None
+    ]
     extra = [
         k
         for k in ("regret", "success_rate", "planning_ms_per_action")
@@ -136,8 +140,13 @@ def results(stem: str) -> str:
     return "\n".join(text)
 
 
-def on_page_markdown(markdown, page, config, files):
-    stem = Path(page.file.src_path).stem
+def page_stem(src_path: str) -> str:
+    """`algorithms/ppo_cartpole.md` and its twin `algorithms/ppo_cartpole.zh.md` -> `ppo_cartpole`."""
+    return Path(src_path).name.split(".")[0]
+
+
+def expand_directives(markdown: str, stem: str, where: str = "") -> str:
+    """Replace every `{{ name(...) }}` directive of a page documenting algos/<stem>.py."""
 
     def expand(match):
         name = match.group(1)
@@ -152,6 +161,24 @@ def on_page_markdown(markdown, page, config, files):
             return results(params[0] if params else stem)
         if name == "source":
             return source(params[0] if params else stem)
-        raise ValueError(f"{page.file.src_path}: unknown directive {name}")
+        raise ValueError(f"{where}: unknown directive {name}")
 
     return DIRECTIVE.sub(expand, markdown)
+
+
+def on_page_markdown(markdown, page, config, files):
+    return expand_directives(markdown, page_stem(page.file.src_path), page.file.src_path)
+
+
+def define_env(env):
+    """The same directives as macros (the mkdocs-macros interface), for Zensical, which runs no
+    mkdocs hooks but emulates mkdocs-macros: see docs/building.md."""
+
+    def stem():  # Zensical's page has .path, the page's path under docs/
+        return page_stem(getattr(env.page, "path", None) or env.page.file.src_path)
+
+    env.macro(lambda name, other=None: code(other or stem(), name), "code")
+    env.macro(lambda other=None: args_table(other or stem()), "args_table")
+    env.macro(lambda parent: diff(stem(), parent), "diff")
+    env.macro(lambda other=None: results(other or stem()), "results")
+    env.macro(lambda other=None: source(other or stem()), "source")
