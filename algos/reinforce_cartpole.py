@@ -67,7 +67,7 @@ class Args:
     eval_episodes: int = 10
     """episodes of the final evaluation, each acting with the most probable action"""
     # == ALGO: reinforce_cartpole ==
-    total_steps: int = 500_000
+    total_steps: int = 600_000
     """environment steps over all envs (E per vector step), the reset steps included"""
     num_envs: int = 8
     """E, environments stepped side by side; a rollout holds T * E steps"""
