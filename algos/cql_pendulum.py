@@ -335,7 +335,9 @@ def main(args: Args) -> dict:
             obs, _ = env.reset()
         progress.update(1)
         updates = args.gradient_steps if args.learning_starts < global_step <= args.dataset_steps else 0
-        for _ in range(updates if not stop.is_set() else 0):
+        for _ in range(updates):
+            if stop.is_set():  # a stop ends the update-to-data loop too
+                break
             idx = rng.integers(min(global_step, args.buffer_size), size=args.batch_size)  # [B] uniform
             batch = [torch.from_numpy(array[idx]).to(device) for array in rb.values()]  # [B, ...] as in rb
             losses = update(actor, critic, target_critic, log_alpha, optimizers, batch, args, 0.0)

@@ -363,6 +363,9 @@ def check_args(args: Args) -> None:
             fail(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     if args.vf_coef < 0:
         fail(f"--vf-coef must be >= 0, got {args.vf_coef}")
+    for name in ("update_epochs", "disc_updates"):  # inner loops a stop cannot cut: bound them
+        if getattr(args, name) > 10_000:
+            fail(f"--{name.replace('_', '-')} must be <= 10000 per rollout, got {getattr(args, name)}")
     check_env(args.env_id, args.capture_video)
 
 

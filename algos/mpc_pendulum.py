@@ -341,6 +341,9 @@ def check_args(args: Args) -> None:
         fail(f"--min-log-var must be < --max-log-var, got {args.min_log_var} and {args.max_log_var}")
     if args.num_elites > args.population_size or args.num_particles % args.ensemble_size:
         fail("--num-elites must be <= --population-size, --num-particles a multiple of --ensemble-size")
+    for name in ("model_epochs", "cem_iterations"):  # inner loops a stop cannot cut: bound them
+        if getattr(args, name) > 10_000:
+            fail(f"--{name.replace('_', '-')} must be <= 10000, got {getattr(args, name)}")
     if args.cem_alpha == 1.0:
         fail("--cem-alpha must be < 1: at 1 the sampling distribution never moves towards the elites")
     check_env(args.env_id, args.capture_video)
