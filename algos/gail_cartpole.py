@@ -252,7 +252,7 @@ def main(args: Args) -> dict:
     check_args(args)
     device = torch_setup(args)
     spec, h = gym.spec(args.env_id), args.hidden_dim
-    o = np.prod(gym.make(args.env_id).observation_space.shape)  # sizes for the memory estimate
+    o = int(np.prod(gym.make(args.env_id).observation_space.shape))  # a Python int: no int64 wrap below
     check_memory(  # envs and rollouts (lists, then stacked); three networks with Adam; demonstrations
         args.num_envs * (50_000 + 64 * args.num_steps * (o + 4)) + 64 * h * (o + h + 8) + 16 * args.batch_size
         * (o + 8) + 8 * args.expert_episodes * (spec.max_episode_steps or 10**4) * (o + 2), "--num-envs, "
