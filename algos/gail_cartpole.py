@@ -216,7 +216,8 @@ def ppo_update(agent: Agent, optimizer, ro: dict, advantages, returns, args: Arg
         for mb in torch.randperm(len(obs), device=obs.device).split(minibatch):  # [M]
             _, new_logprob, new_value = agent.get_action_and_value(obs[mb], actions[mb])  # [M] each
             ratio = (new_logprob - logprobs[mb]).exp()  # [M]
-            adv = (advantages[mb] - advantages[mb].mean()) / (advantages[mb].std() + 1e-8)  # [M]
+            adv = advantages[mb]  # [M], normalised per minibatch (a minibatch of 1 has no spread)
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8) if len(adv) > 1 else adv
             pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
             v_loss = 0.5 * ((new_value - returns[mb]) ** 2).mean()
             loss = pg_loss + args.vf_coef * v_loss
