@@ -213,6 +213,14 @@ def toy_batch(module, agent, rewards, values, terminations, dones) -> dict:
             "dones": dones, "valid": torch.ones(T, E, dtype=torch.bool), "logprobs": logprobs}  # fmt: skip
 
 
+def toy_agent_and_batch(stem: str):
+    """The file's module, a seeded 4-observation 2-action agent and the toy rollout of the module tests."""
+    module = load_algo(stem)
+    torch.manual_seed(0)
+    agent = module.Agent(4, 2, 16)
+    return module, agent, toy_batch(module, agent, REWARDS, VALUES, TERMINATIONS, DONES)
+
+
 def family_args(module, **fields):
     known = {k: v for k, v in dict(update_epochs=1, num_minibatches=1, gae_lambda=LAMBDA).items()
              if hasattr(module.Args, k)}  # fmt: skip
@@ -222,10 +230,7 @@ def family_args(module, **fields):
 @pytest.mark.parametrize("stem", STEMS)
 def test_losses_weight_log_pi_by_the_advantage_and_regress_v_on_the_target(stem):
     """update()'s first losses against the family's equations, computed here from the plain loops."""
-    module = load_algo(stem)
-    torch.manual_seed(0)
-    agent = module.Agent(4, 2, 16)
-    batch = toy_batch(module, agent, REWARDS, VALUES, TERMINATIONS, DONES)
+    module, agent, batch = toy_agent_and_batch(stem)
     with torch.no_grad():
         dist, v = agent(batch["obs"])  # [T, E, A], [T, E]
         log_pi = dist.log_prob(batch["actions"])  # [T, E]
@@ -248,10 +253,7 @@ def test_losses_weight_log_pi_by_the_advantage_and_regress_v_on_the_target(stem)
 @pytest.mark.parametrize("stem", STEMS)
 def test_no_gradient_reaches_the_critic_through_the_policy_loss(stem):
     """The baseline / TD error / GAE is a constant to the actor's loss: with vf_coef 0 the critic stays put."""
-    module = load_algo(stem)
-    torch.manual_seed(0)
-    agent = module.Agent(4, 2, 16)
-    batch = toy_batch(module, agent, REWARDS, VALUES, TERMINATIONS, DONES)
+    module, agent, batch = toy_agent_and_batch(stem)
     after = updated(module, agent, batch, family_args(module, vf_coef=0.0, ent_coef=0.0))
     assert not same_parameters(after.actor, agent.actor)
     assert same_parameters(after.critic, agent.critic), "the policy loss sent a gradient into V"
