@@ -112,7 +112,7 @@ def run_one(stem: str, sabotage: dict) -> tuple[str, str, float]:
         except ValueError as error:
             return "ERROR", str(error), 0.0
         env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "MPLBACKEND": "Agg"}
-        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not learning", "-p", "no:cacheprovider", *tests]
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not learning", "-p", "no:cacheprovider", "-n", "0", *tests]
         out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env, timeout=900)
     seconds = time.time() - start
     lines = [line for line in out.stdout.splitlines() if line.strip()]

@@ -78,11 +78,13 @@ def site(tmp_path_factory):
     return out_dir, out
 
 
+@pytest.mark.xdist_group("site")  # one worker builds the site once
 def test_mkdocs_build_strict(site):
     _, out = site
     assert out.returncode == 0, out.stderr[-3000:]
 
 
+@pytest.mark.xdist_group("site")  # one worker builds the site once
 def test_site_requests_nothing_from_the_network(site):
     """No CDN script, stylesheet or web font: the built pages name only local resources."""
     site_dir, out = site
@@ -99,6 +101,7 @@ def test_site_requests_nothing_from_the_network(site):
     assert not found, "the site loads from the network:\n" + "\n".join(found[:20])
 
 
+@pytest.mark.xdist_group("site")  # one worker builds the site once
 def test_language_switch_links_every_page_to_its_twin(site):
     site_dir, out = site
     assert out.returncode == 0, "the site did not build"
@@ -252,6 +255,7 @@ class Browser:
 @pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium to open the built site: apt-get install -y chromium"
 )
+@pytest.mark.xdist_group("site")  # one worker builds the site once
 def test_every_page_renders_offline_in_a_browser(site, tmp_path):
     """Every page, English and Chinese, opened from disk: all TeX typeset, no figure missing."""
     site_dir, out = site

@@ -20,10 +20,13 @@ import uuid
 import pytest
 from conftest import ROOT
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("ray") is None,
-    reason="Ray is not installed: pip install -r benchmark/requirements.txt (CI installs it)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("ray") is None,
+        reason="Ray is not installed: pip install -r benchmark/requirements.txt (CI installs it)",
+    ),
+    pytest.mark.xdist_group("ray"),  # one worker starts the local Ray instance once
+]
 sys.path.insert(0, str(ROOT / "benchmark"))
 from run import TIMING_KEYS  # noqa: E402
 
