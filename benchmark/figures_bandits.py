@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from algo_loader import load_algo  # noqa: E402
+from algo_loader import load_algo, read_scalars  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = {  # stem: (label, the flag of its own hyperparameter, values tried in the sweep)
@@ -40,15 +40,7 @@ def run(stem: str, runs_dir: str, **overrides) -> dict:
 
 
 def regret_curve(run_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.util.tensor_util import make_ndarray
-
-    events = EventAccumulator(run_dir, size_guidance={"scalars": 0, "tensors": 0})
-    events.Reload()
-    if "charts/regret" in events.Tags()["tensors"]:  # tensorboard.summary.Writer: a scalar is a 0-d tensor
-        points = [(e.step, float(make_ndarray(e.tensor_proto))) for e in events.Tensors("charts/regret")]
-    else:  # torch's SummaryWriter: a simple_value
-        points = [(e.step, e.value) for e in events.Scalars("charts/regret")]
+    points = [(step, value) for step, _, value in read_scalars(run_dir, "charts/regret")]
     return np.array([0] + [s for s, _ in points]), np.array([0.0] + [v for _, v in points])
 
 

@@ -24,7 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from algo_loader import read_scalars  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STEMS = {"ddpg_pendulum": "DDPG", "sac_pendulum": "SAC"}
@@ -32,9 +32,7 @@ THRESHOLD = -200.0
 
 
 def episodes(run_dir: str) -> list[tuple[int, float]]:
-    events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    events.Reload()
-    return [(e.step, e.value) for e in events.Scalars("charts/episodic_return")]
+    return [(step, value) for step, _, value in read_scalars(run_dir, "charts/episodic_return")]
 
 
 def steps_to_threshold(eps: list[tuple[int, float]]) -> int | None:

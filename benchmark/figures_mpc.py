@@ -23,16 +23,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from algo_loader import read_scalars  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = -200.0
 
 
 def episode_returns(run_dir: str) -> list[float]:
-    events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    events.Reload()
-    return [e.value for e in events.Scalars("charts/episodic_return")]
+    return [value for _, _, value in read_scalars(run_dir, "charts/episodic_return")]
 
 
 def main() -> None:

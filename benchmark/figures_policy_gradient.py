@@ -16,21 +16,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from algo_loader import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def episode_returns(run_dir: str) -> list:
-    events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    events.Reload()
-    return events.Scalars("charts/episodic_return")
+def episode_returns(run_dir: str) -> list[tuple[int, float, float]]:
+    """[(step, wall time, return)] of every training episode."""
+    return read_scalars(run_dir, "charts/episodic_return")
 
 
 def time_to_threshold(returns: list, start: float, threshold: float, window: int) -> tuple:
     for i in range(window - 1, len(returns)):
-        if sum(e.value for e in returns[i - window + 1 : i + 1]) / window >= threshold:
-            return returns[i].step, returns[i].wall_time - start
+        if sum(value for _, _, value in returns[i - window + 1 : i + 1]) / window >= threshold:
+            return returns[i][0], returns[i][1] - start
     return None, None
 
 
@@ -80,12 +79,12 @@ def plot(curves: dict, opts, rows: list) -> None:
 
     plt.figure(figsize=(6, 3.6))
     for seed, returns in curves.items():
-        values = [e.value for e in returns]
+        values = [value for _, _, value in returns]
         smooth = [
             sum(values[max(0, i - opts.window + 1) : i + 1]) / min(i + 1, opts.window)
             for i in range(len(values))
         ]
-        plt.plot([e.step for e in returns], smooth, lw=1, label=f"seed {seed}")
+        plt.plot([step for step, _, _ in returns], smooth, lw=1, label=f"seed {seed}")
     plt.axhline(opts.threshold, color="k", ls="--", lw=0.8)
     plt.xlabel("environment steps")
     plt.ylabel(f"mean of last {opts.window} episodes")

@@ -21,9 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from algo_loader import load_algo  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-from tensorboard.util.tensor_util import make_ndarray  # noqa: E402
+from algo_loader import load_algo, read_scalars  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STEMS = {"cliff_sarsa": "SARSA", "cliff_q_learning": "Q-learning", "dyna_q": "Dyna-Q (10 planning steps)"}
@@ -36,9 +34,7 @@ def run(module, seed: int, runs_dir: str) -> tuple[dict, np.ndarray, np.ndarray,
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         summary = module.main(args)
-    events = EventAccumulator(summary["run_dir"], size_guidance={"tensors": 0})
-    events.Reload()  # tensorboard.summary.Writer stores scalars as tensors
-    returns = np.array([make_ndarray(e.tensor_proto) for e in events.Tensors("charts/episodic_return")])
+    returns = np.array([value for _, _, value in read_scalars(summary["run_dir"], "charts/episodic_return")])
     q = np.load(os.path.join(summary["run_dir"], "model.npz"))["q"]
     return summary, returns, q, stdout.getvalue()
 

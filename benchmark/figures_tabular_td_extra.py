@@ -26,9 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from algo_loader import load_algo  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-from tensorboard.util.tensor_util import make_ndarray  # noqa: E402
+from algo_loader import load_algo, read_scalars  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 N_VALUES = (1, 2, 3, 5)
@@ -42,11 +40,9 @@ def run(stem: str, seed: int, runs_dir: str, **fields) -> tuple[dict, np.ndarray
     args = module.Args(seed=seed, runs_dir=runs_dir, progress=False, **fields)
     with contextlib.redirect_stdout(io.StringIO()):
         summary = module.main(args)
-    events = EventAccumulator(summary["run_dir"], size_guidance={"tensors": 0})
-    events.Reload()  # tensorboard.summary.Writer stores scalars as tensors
-    tensors = events.Tensors("charts/episodic_return")
-    steps = np.array([e.step for e in tensors])
-    returns = np.array([float(make_ndarray(e.tensor_proto)) for e in tensors])
+    points = read_scalars(summary["run_dir"], "charts/episodic_return")
+    steps = np.array([step for step, _, _ in points])
+    returns = np.array([value for _, _, value in points])
     return summary, steps, returns
 
 

@@ -18,17 +18,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from algo_loader import read_scalars  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEMS = {"dqn_pendulum": "DQN", "ddqn_pendulum": "Double DQN"}
 
 
 def scalars(run_dir: str, tag: str) -> tuple[np.ndarray, np.ndarray]:
-    events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    events.Reload()
-    points = events.Scalars(tag)
-    return np.array([p.step for p in points]), np.array([p.value for p in points])
+    points = read_scalars(run_dir, tag)
+    return np.array([step for step, _, _ in points]), np.array([value for _, _, value in points])
 
 
 def main() -> None:
