@@ -119,8 +119,12 @@ KEYS = ("observations", "actions", "rewards", "next_observations", "terminations
 
 
 def make_env(args: Args, render_mode: Optional[str] = None) -> gym.Env:
-    """One environment; episode statistics arrive in `info["episode"]` when it ends."""
-    return gym.wrappers.RecordEpisodeStatistics(gym.make(args.env_id, render_mode=render_mode))
+    """One environment, float32 observations (MuJoCo's are float64); episode statistics arrive in
+    `info["episode"]` when it ends."""
+    env = gym.wrappers.RecordEpisodeStatistics(gym.make(args.env_id, render_mode=render_mode))
+    if env.observation_space.dtype != np.float32:  # the networks and the replay buffer are float32
+        env = gym.wrappers.DtypeObservation(env, np.float32)
+    return env
 
 
 class Critic(nn.Module):

@@ -1,0 +1,36 @@
+"""Every deep file on harder environments of its kind than its default: tiny budgets that still update.
+
+Discrete-action files on Acrobot-v1 (three actions, -1 per step, truncated at 500) and LunarLander-v3
+(Box2D: eight observations, four actions, episodes that end by landing or crashing); continuous-action
+files on InvertedPendulum-v5 (MuJoCo, terminates when the pole falls, action bounds +-3) and
+HalfCheetah-v5 (MuJoCo, a six-dimensional action box, 17 observations). These prove that shapes,
+bounds and terminations are read from the spaces; whether a file learns there is the benchmark's
+question. The Box2D and MuJoCo extras come with requirements.txt; without them these tests skip.
+"""
+
+import importlib.util
+import math
+
+import pytest
+from conftest import STEMS, assert_summary, run_algo, smoke_args
+
+DISCRETE = ["dqn_cartpole", "reinforce_cartpole", "actor_critic_cartpole", "ppo_cartpole", "trpo_cartpole",
+            "sac_discrete_cartpole", "gail_cartpole"]  # fmt: skip
+CONTINUOUS = ["ddpg_pendulum", "td3_pendulum", "sac_pendulum", "ppo_pendulum", "cql_pendulum"]
+EXTRA = {"LunarLander-v3": "Box2D", "InvertedPendulum-v5": "mujoco", "HalfCheetah-v5": "mujoco"}
+CASES = [(s, e) for s in DISCRETE for e in ("Acrobot-v1", "LunarLander-v3")]
+CASES += [(s, e) for s in CONTINUOUS for e in ("InvertedPendulum-v5", "HalfCheetah-v5")]
+CASES += [("mpc_pendulum", "InvertedPendulum-v5")]  # the model predicts the reward off Pendulum-v1
+EXTRA_ARGS = {"mpc_pendulum": ["--no-known-reward"]}
+
+
+@pytest.mark.parametrize("stem,env_id", [c for c in CASES if c[0] in STEMS])
+def test_runs_on_a_harder_environment(stem, env_id, runs_dir):
+    module = EXTRA.get(env_id)
+    if module and importlib.util.find_spec(module) is None:
+        pytest.skip(f"{env_id} needs {module}: pip install -r requirements.txt")
+    summary = run_algo(stem, [*smoke_args(stem), "--env-id", env_id, *EXTRA_ARGS.get(stem, [])], runs_dir)
+    assert_summary(summary)
+    assert summary["env_id"] == env_id
+    assert summary["num_updates"] >= 1
+    assert math.isfinite(summary["eval_return_mean"])
