@@ -121,6 +121,7 @@ class QNetwork(nn.Sequential):
         super().__init__(*layers)  # [B, O] -> [B, h] -> [B, h] -> [B, A]
 
 
+# == SHARED: replay_buffer ==
 class ReplayBuffer:
     """Preallocated ring buffer of transitions (s, a, r, s', terminated): numpy in, tensors out."""
 
