@@ -1,0 +1,458 @@
+"""TD3 on Pendulum-v1: DDPG with twin critics, delayed policy updates and target-policy smoothing.
+
+The twin critics regress onto r + gamma * min_i Q_target_i(s', a~), where the target action
+a~ = clip(mu_target(s') + clip(eps, -c, c), low, high) carries clipped Gaussian noise; the actor
+climbs Q_1(s, mu(s)), and it and both Polyak targets move only on every d-th critic step.
+Paper: Fujimoto et al. 2018, https://arxiv.org/abs/1802.09477   Run: python algos/td3_pendulum.py
+Docs: docs/algorithms/td3_pendulum.md   Parent: ddpg_pendulum.py
+Shapes: B batch, O obs dim, A action dim, N critics (2 here).
+"""
+
+import copy
+import json
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Callable, NoReturn, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from tensorboard.summary import Writer
+from tqdm import tqdm
+
+
+@dataclass
+class Args:
+    # == SHARED: common_args ==
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of the experiment (run directory and W&B run name)"""
+    seed: int = 1
+    """seeds python, numpy (and torch), the environments and their action spaces; in [0, 2**32)"""
+    track: bool = False
+    """log to Weights & Biases (works offline with `WANDB_MODE=offline`)"""
+    wandb_project_name: str = "rl-algos"
+    """W&B project"""
+    wandb_entity: Optional[str] = None
+    """W&B entity (team); None is your default entity"""
+    capture_video: bool = False
+    """record the evaluation episodes to `<run dir>/videos/`"""
+    save_model: bool = False
+    """save the learned parameters to `<run dir>/model.pt` (`model.npz` for tables)"""
+    load_model: Optional[str] = None
+    """start from saved parameters; with `--total-steps 0` (`--max-iterations 0` for dynamic programming) it only evaluates"""
+    runs_dir: str = "runs"
+    """parent folder of the run directories"""
+    progress: bool = True
+    """show a progress bar on a terminal (`--no-progress` silences it)"""
+    # == SHARED: torch_args ==
+    torch_deterministic: bool = True
+    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
+    cuda: bool = True
+    """use a GPU when one is present; the CPU otherwise, silently"""
+    torch_threads: int = 1
+    """torch intra-op threads; the small networks here update fastest on one (measure before raising it)"""
+    # == ENV: pendulum ==
+    env_id: str = "Pendulum-v1"
+    """gymnasium id of a task with a Box action space (Pendulum-v1: 200 steps, never terminates)"""
+    total_steps: int = 15000
+    """environment steps of training"""
+    eval_episodes: int = 10
+    """episodes of the final deterministic evaluation, on start states of its own drawn from `--seed`"""
+    # == SHARED: continuous_args ==
+    hidden_dim: int = 64
+    """units in each of the two hidden layers of the actor and of every critic"""
+    buffer_size: int = 20000
+    """transitions the replay buffer holds; the oldest are overwritten"""
+    learning_starts: int = 1000
+    """environment steps of uniformly random actions before the first update (warm-up)"""
+    batch_size: int = 128
+    """B, transitions sampled from the buffer per gradient update"""
+    gradient_steps: int = 1
+    """gradient updates per environment step after the warm-up (the update-to-data ratio)"""
+    gamma: float = 0.99
+    """gamma, discount factor of the TD target"""
+    tau: float = 0.005
+    """Polyak rate: theta_target <- tau * theta + (1 - tau) * theta_target, after every update"""
+    q_lr: float = 1e-3
+    """Adam step size of the critic(s)"""
+    policy_lr: float = 1e-3
+    """Adam step size of the actor"""
+    save_buffer: bool = False
+    """write the replay buffer to `<run dir>/buffer.npz`, the offline dataset cql_pendulum.py reads"""
+    # == ALGO: td3_pendulum ==
+    exploration_noise: float = 0.1
+    """sigma of the Gaussian noise added to mu(s) while training, as a fraction of the half-range"""
+    policy_delay: int = 2
+    """d, critic steps per actor step: the actor and both Polyak targets move on every d-th critic step"""
+    target_policy_noise: float = 0.2
+    """sigma~ of the Gaussian smoothing noise on the target action mu_target(s'), a fraction of the half-range"""
+    target_noise_clip: float = 0.5
+    """c, the smoothing noise is clipped to [-c, c] (a fraction of the half-range) before it is added"""
+
+
+# == SHARED: continuous_parts ==
+KEYS = ("observations", "actions", "rewards", "next_observations", "terminations")  # buffer and .npz keys
+
+
+def make_env(args: Args, render_mode: Optional[str] = None) -> gym.Env:
+    """One environment, float32 observations (MuJoCo's are float64); episode statistics arrive in
+    `info["episode"]` when it ends."""
+    env = gym.wrappers.RecordEpisodeStatistics(gym.make(args.env_id, render_mode=render_mode))
+    if env.observation_space.dtype != np.float32:  # the networks and the replay buffer are float32
+        env = gym.wrappers.DtypeObservation(env, np.float32)
+    return env
+
+
+class Critic(nn.Module):
+    """N independent Q(s, a) MLPs, evaluated together by batched matrix products (one call, not N)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, num_critics: int):
+        super().__init__()
+        sizes = [obs_dim + act_dim, hidden_dim, hidden_dim, 1]
+        layers = [[nn.Linear(i, o) for _ in range(num_critics)] for i, o in zip(sizes, sizes[1:])]
+        self.weights = nn.ParameterList(torch.stack([lin.weight.T for lin in ls]).detach() for ls in layers)
+        self.biases = nn.ParameterList(torch.stack([lin.bias[None] for lin in ls]).detach() for ls in layers)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, action], dim=1).expand(len(self.weights[0]), -1, -1)  # [N, B, O + A]
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(bias, x, weight)  # [N, B, in] @ [N, in, out] -> [N, B, out]
+            x = F.relu(x) if i < len(self.weights) - 1 else x
+        return x[..., 0]  # [N, B, 1] -> [N, B]
+
+
+# == SHARED: soft_update ==
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging theta_target <- tau * theta + (1 - tau) * theta_target (tau = 1: hard copy)."""
+    with torch.no_grad():
+        for target_param, param in zip(target.parameters(), source.parameters()):
+            target_param.lerp_(param, tau)
+
+
+# == ALGO: td3_pendulum ==
+class Actor(nn.Module):
+    """Deterministic policy mu(s) = scale * tanh(MLP(s)) + bias, inside the action bounds."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, low, high):
+        super().__init__()
+        h = hidden_dim  # two hidden ReLU layers
+        self.net = nn.Sequential(
+            nn.Linear(obs_dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, act_dim)
+        )
+        self.register_buffer("scale", torch.as_tensor((high - low) / 2, dtype=torch.float32))  # [A]
+        self.register_buffer("bias", torch.as_tensor((high + low) / 2, dtype=torch.float32))  # [A]
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.scale * torch.tanh(self.net(obs)) + self.bias  # [B, O] -> [B, A]
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """The action sent to the environment; TD3's exploration noise is added by the caller."""
+        return self(obs)  # [B, O] -> [B, A]
+
+
+def td_target(actor, critic, rewards, next_obs, terminations, gamma: float, noise: float, clip: float):
+    """TD3 target y = r + gamma * (1 - terminated) * min_i Q_target_i(s', a~), with the TARGET actor and
+    critics passed in; a~ = mu_target(s') + clip(eps, -c, c), eps ~ N(0, sigma~^2), kept inside the bounds
+    (noise, clip: fractions of the half-range). Only a true termination zeroes the bootstrap."""
+    with torch.no_grad():
+        next_actions = actor(next_obs)  # [B, O] -> [B, A]
+        eps = (torch.randn_like(next_actions) * noise).clamp(-clip, clip) * actor.scale  # [B, A] smoothing
+        low, high = actor.bias - actor.scale, actor.bias + actor.scale  # [A], [A] the action bounds
+        next_actions = torch.clamp(next_actions + eps, low, high)  # [B, A]
+        next_q = critic(next_obs, next_actions).min(dim=0).values  # [N, B] -> [B] clipped double Q
+        return rewards + gamma * (1.0 - terminations) * next_q  # [B]
+
+
+def update(
+    actor, critic, target_actor, target_critic, optimizers, batch, args: Args, critic_step: int
+) -> dict:
+    """One TD3 gradient step on a batch: the twin critics; on every d-th one (critic_step counts them, this
+    one included) also the actor, then both targets."""
+    obs, actions, rewards, next_obs, terminations = batch  # [B, O], [B, A], [B], [B, O], [B]
+    q_optimizer, actor_optimizer = optimizers
+    noise, clip = args.target_policy_noise, args.target_noise_clip
+    target = td_target(target_actor, target_critic, rewards, next_obs, terminations, args.gamma, noise, clip)
+    q = critic(obs, actions)  # [B, O], [B, A] -> [N, B]
+    q_loss = F.mse_loss(q, target.expand_as(q)) * len(q)  # sum over the N critics
+    q_optimizer.zero_grad(set_to_none=True)
+    q_loss.backward()
+    q_optimizer.step()
+    if critic_step % args.policy_delay != 0:  # delayed policy updates: the actor and targets wait
+        return {"q_loss": q_loss, "q_values": q.mean()}
+    critic.requires_grad_(False)  # the actor needs dQ/da only: skip the critic's weight grads
+    actor_loss = -critic(obs, actor(obs))[0].mean()  # -E[Q_1(s, mu(s))]: [B, A] -> [N, B] -> scalar
+    actor_optimizer.zero_grad(set_to_none=True)
+    actor_loss.backward()
+    actor_optimizer.step()
+    critic.requires_grad_(True)
+    soft_update(target_critic, critic, args.tau)
+    soft_update(target_actor, actor, args.tau)
+    return {"q_loss": q_loss, "q_values": q.mean(), "actor_loss": actor_loss}
+
+
+# == SHARED: continuous_evaluate ==
+def evaluate(actor: nn.Module, args: Args, run_dir: str, device: torch.device, stop) -> list[float]:
+    """Deterministic policy on start states of the evaluation's own; returns the finished episodes' returns."""
+    env = make_env(args, render_mode="rgb_array" if args.capture_video else None)
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", lambda e: True, disable_logger=True)
+    seeds = np.random.default_rng([args.seed, 1])  # no training reset, no other --seed starts from these
+    returns = []
+    for _ in range(args.eval_episodes):
+        obs, _ = env.reset(seed=int(seeds.integers(2**31)))
+        episode_return, done = 0.0, False
+        while not done and not stop.is_set():
+            action = actor.act(torch.as_tensor(obs, device=device)[None], deterministic=True)  # [1, A]
+            obs, reward, terminated, truncated, _ = env.step(action[0].cpu().numpy())
+            episode_return, done = episode_return + float(reward), terminated or truncated
+        if not done:  # stopped mid-episode: only finished episodes count
+            break
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+# == ALGO: td3_pendulum ==
+def main(args: Args) -> dict:
+    check_args(args)
+    device = torch_setup(args)
+    env = make_env(args)
+    if not isinstance(env.action_space, gym.spaces.Box):
+        fail(f"--env-id {args.env_id!r} has no continuous (Box) action space")
+    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    low, high, h = env.action_space.low, env.action_space.high, args.hidden_dim  # [A], [A]
+    nbytes = 4 * (args.buffer_size * (2 * obs_dim + act_dim + 2) + 16 * h * (obs_dim + act_dim + h))
+    check_memory(nbytes + args.batch_size * 64 * h, "--buffer-size, --hidden-dim, --batch-size")
+    actor = Actor(obs_dim, act_dim, args.hidden_dim, low, high).to(device)
+    critic = Critic(obs_dim, act_dim, args.hidden_dim, num_critics=2).to(device)  # twin critics
+    if args.load_model:
+        load_model(args.load_model, device, actor=actor, critic=critic)
+    target_actor, target_critic = copy.deepcopy(actor), copy.deepcopy(critic)
+    q_optimizer = torch.optim.Adam(critic.parameters(), lr=args.q_lr, fused=True)
+    optimizers = q_optimizer, torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+    noise_std = args.exploration_noise * (high - low) / 2  # [A] sigma in action units
+    shapes = ([obs_dim], [act_dim], [], [obs_dim], [])  # terminations: 1.0 only at a true terminal state
+    rb = {key: np.zeros([args.buffer_size, *shape], np.float32) for key, shape in zip(KEYS, shapes)}  # ring
+    rng = np.random.default_rng(args.seed)
+    run_dir, writer, stop = start_run(args, args.env_id)
+    progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
+    start_time, global_step, num_updates, recent_returns, losses = time.time(), 0, 0, [0.0], {}
+    obs, _ = env.reset(seed=args.seed)  # [O]
+    env.action_space.seed(args.seed)
+    while global_step < args.total_steps and not stop.is_set():
+        if global_step < args.learning_starts:
+            action = env.action_space.sample()  # [A] warm-up: uniform over the bounds
+        else:
+            action = actor.act(torch.as_tensor(obs, device=device)[None], deterministic=False)  # [1, A]
+            noise = rng.normal(0.0, noise_std)  # [A] Gaussian exploration, uncorrelated in time
+            action = np.clip(action[0].cpu().numpy() + noise, low, high)  # [1, A] -> [A]
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        for array, value in zip(rb.values(), (obs, action, reward, next_obs, terminated)):
+            array[global_step % args.buffer_size] = value  # next_obs is the true s', even at a time limit
+        obs, global_step = next_obs, global_step + 1
+        if terminated or truncated:  # log every episode, and the losses and SPS as of its end
+            recent_returns = [*recent_returns[-9:], float(info["episode"]["r"])]
+            writer.add_scalar("charts/episodic_return", info["episode"]["r"], global_step)
+            writer.add_scalar("charts/episodic_length", info["episode"]["l"], global_step)
+            writer.add_scalar("charts/SPS", global_step / (time.time() - start_time), global_step)
+            for name, value in losses.items():
+                writer.add_scalar(f"losses/{name}", value.item(), global_step)
+            progress.set_postfix(ret=f"{np.mean(recent_returns):.1f}")
+            obs, _ = env.reset()
+        progress.update(1)
+        updates = args.gradient_steps if global_step > args.learning_starts else 0
+        for _ in range(updates):
+            if stop.is_set():  # a stop ends the update-to-data loop too
+                break
+            idx = rng.integers(min(global_step, args.buffer_size), size=args.batch_size)  # [B] uniform
+            batch = [torch.from_numpy(array[idx]).to(device) for array in rb.values()]  # [B, ...] as in rb
+            losses |= update(
+                actor, critic, target_actor, target_critic, optimizers, batch, args, num_updates + 1
+            )
+            if not torch.isfinite(sum(losses.values())):  # any loss, Q or alpha NaN or inf
+                fail(f"loss is not finite at step {global_step}")
+            num_updates += 1
+    progress.close()
+    env.close()
+    train_seconds, interrupted = time.time() - start_time, stop.is_set()
+    stop.clear()  # from here a stop ends the evaluation
+    returns = evaluate(actor, args, run_dir, device, stop)
+    if args.save_model:
+        save_model(f"{run_dir}/model.pt", actor=actor, critic=critic)
+    if args.save_buffer:  # in ring order, the format cql_pendulum.py reads
+        size = min(global_step, args.buffer_size)
+        write_atomic(f"{run_dir}/buffer.npz", lambda f: np.savez(f, **{k: a[:size] for k, a in rb.items()}))
+    return finish_run(
+        args, run_dir, writer, returns, total_steps=global_step, num_updates=num_updates,
+        train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(),
+        train_return_last10=float(np.mean(recent_returns)),
+    )  # fmt: skip
+
+
+# == SHARED: continuous_checks ==
+def check_args(args: Args) -> None:
+    """Reject values the run cannot use, before anything is written."""
+    at_least = dict.fromkeys(["eval_episodes", "torch_threads", "hidden_dim", "buffer_size", "batch_size"], 1)
+    check_common_args(
+        args, at_least | {"total_steps": 0, "learning_starts": 0, "gradient_steps": 1}, ("gamma", "tau")
+    )
+    if not (args.q_lr > 0.0 and args.policy_lr > 0.0 and args.tau > 0.0):
+        fail(f"--q-lr, --policy-lr and --tau must be > 0, got {args.q_lr}, {args.policy_lr}, {args.tau}")
+    check_env(args.env_id, args.capture_video)
+    check_algo_args(args)
+
+
+# == ALGO: td3_pendulum ==
+def check_algo_args(args: Args) -> None:
+    if args.exploration_noise < 0.0:
+        fail(f"--exploration-noise must be >= 0, got {args.exploration_noise}")
+    if args.policy_delay < 1:
+        fail(f"--policy-delay must be >= 1, got {args.policy_delay}")
+    if not (args.target_policy_noise >= 0.0 and args.target_noise_clip >= 0.0):
+        noise, clip = args.target_policy_noise, args.target_noise_clip
+        fail(f"--target-policy-noise and --target-noise-clip must be >= 0, got {noise}, {clip}")
+
+
+# == SHARED: run_helpers ==
+def fail(message: str) -> NoReturn:
+    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
+    raise SystemExit(f"error: {' '.join(message.split())}")
+
+
+def check_common_args(args, at_least: dict, unit_interval: tuple = ()) -> None:
+    """Stop on what no run can use: NaN or inf in any field, a seed outside [0, 2**32), a field below its
+    minimum (`at_least`) or outside [0, 1] (`unit_interval`)."""
+    for name, value in asdict(args).items():
+        items = value if isinstance(value, tuple) else [value]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    bounds = {"seed": (0, 2**32 - 1), **{n: (low, math.inf) for n, low in at_least.items()}}
+    for name, (low, high) in (bounds | {n: (0.0, 1.0) for n in unit_interval}).items():
+        if not low <= getattr(args, name) <= high:
+            fail(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {getattr(args, name)}")
+
+
+def check_memory(nbytes: float, flags: str) -> None:
+    """Stop before allocating when an estimate of the buffers exceeds this machine's physical memory."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else math.inf
+    if nbytes > total:
+        fail(f"{flags} would need {nbytes / 2**30:,.1f} GiB of memory, more than this machine has")
+
+
+def write_atomic(path: str, write: Callable) -> None:
+    """`write(file)` to a temporary name, then rename: a run killed outright never leaves half a file."""
+    with open(path + ".tmp", "wb") as f:
+        write(f)
+    os.replace(path + ".tmp", path)
+
+
+def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
+    """Seed python and numpy; create the run directory with `args.json`, the TensorBoard writer, the W&B run.
+    From here Ctrl-C (SIGINT) and SIGTERM only set the returned event, which the loops read between steps: a
+    stop at any moment ends training, then the evaluation, and a second one cannot cut a file."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = base = os.path.join(args.runs_dir, name)
+    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
+        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
+    try:
+        os.makedirs(run_dir)
+    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
+    if args.track:
+        import wandb
+
+        kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args))
+        kwargs |= dict(name=os.path.basename(run_dir), dir=run_dir, sync_tensorboard=True, save_code=True)
+        wandb.init(**kwargs)
+    write_atomic(f"{run_dir}/args.json", lambda f: f.write(json.dumps(asdict(args), indent=2).encode()))
+    stop, main_thread = threading.Event(), threading.current_thread() is threading.main_thread()
+    for sig in (signal.SIGINT, signal.SIGTERM) if main_thread else ():  # only the main thread gets signals
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job (nohup, &) keeps ignoring it
+            signal.signal(sig, lambda signum, frame: stop.set())
+    return run_dir, Writer(run_dir), stop
+
+
+def finish_run(args, run_dir: str, writer: Writer, returns: list, **figures) -> dict:
+    """Write the summary (CONVENTIONS 4) to `summary.json` and print it as the last line of stdout: the
+    evaluation over the episodes that finished, NaN or inf as null. A stop after this is ignored."""
+    mean, std = (float(np.mean(returns)), float(np.std(returns))) if len(returns) else (None, None)
+    sps = round(figures["total_steps"] / max(figures["train_seconds"], 1e-9), 1)
+    summary = {"algo": os.path.basename(__file__)[:-3], "env_id": args.env_id, "seed": args.seed, **figures}
+    summary |= {"steps_per_second": sps, "eval_episodes": len(returns), "eval_return_mean": mean}
+    summary |= {"eval_return_std": std, "run_dir": run_dir}
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+    writer.close()
+    write_atomic(f"{run_dir}/summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    print(json.dumps(summary), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written: a late stop must not fail the exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return summary
+
+
+# == SHARED: torch_helpers ==
+def torch_setup(args) -> torch.device:
+    """Seed torch and choose its kernels, thread count and device (the torch fields of Args)."""
+    if not 1 <= args.torch_threads <= (os.cpu_count() or 1):
+        fail(f"--torch-threads must be in [1, {os.cpu_count()}], the cores here; got {args.torch_threads}")
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+
+def load_model(path: str, device: torch.device, **parts) -> None:
+    """Load `--load-model` into `parts` (modules, or tensors copied in place); one line on a missing or
+    corrupt file, a pickle (weights_only refuses to run it), other keys or shapes, or NaN and inf."""
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # torch warns before it refuses a pickle; the line below says why
+            state = torch.load(path, map_location=device, weights_only=True)
+            for name, part in parts.items():
+                part.load_state_dict(state[name]) if isinstance(part, nn.Module) else part.copy_(state[name])
+    except Exception as error:
+        fail(f"cannot load --load-model {path!r}: {type(error).__name__}: {error}")
+    flat = [v for p in state.values() for v in (p.values() if isinstance(p, dict) else [p])]
+    if not all(torch.isfinite(v).all() for v in flat if torch.is_tensor(v) and v.is_floating_point()):
+        fail(f"--load-model {path!r} holds NaN or inf")
+
+
+def save_model(path: str, **parts) -> None:
+    """state_dicts and tensors, never pickled modules (CONVENTIONS 5), written atomically."""
+    state = {name: p.state_dict() if isinstance(p, nn.Module) else p.detach() for name, p in parts.items()}
+    write_atomic(path, lambda f: torch.save(state, f))
+
+
+# == SHARED: gym_helpers ==
+def check_env(env_id: str, capture_video: bool) -> None:
+    """Build the environment once: an unknown id, or one whose extra is not installed, stops here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's deprecation notes for old versions
+            gym.make(env_id, render_mode="rgb_array" if capture_video else None).close()
+    except gym.error.DependencyNotInstalled as error:
+        fail(f"--env-id {env_id!r} needs a package that is not installed: {str(error).splitlines()[0]}")
+    except Exception as error:
+        fail(f"cannot make --env-id {env_id!r}: {type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+# == SHARED: entry_point ==
+if __name__ == "__main__":
+    main(tyro.cli(Args))
