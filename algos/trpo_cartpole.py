@@ -1,0 +1,508 @@
+"""TRPO on CartPole-v1: the largest natural-gradient step whose mean KL stays within a bound.
+
+The step from one-step Actor-Critic: the actor is not moved by a fixed learning rate but by
+F^-1 g (conjugate gradient on Fisher-vector products, F the Hessian of the mean KL), scaled
+so that 1/2 s^T F s = delta, then shrunk until the measured KL <= delta and the surrogate improves.
+The critic regresses on GAE(lambda)-returns with Adam. Paper: https://arxiv.org/abs/1502.05477
+Run:  python algos/trpo_cartpole.py
+Docs: docs/algorithms/trpo_cartpole.md   Parent: actor_critic_cartpole.py
+Shapes: E envs, T steps per rollout, B valid transitions (<= T*E), M minibatch, O obs dim, A actions,
+P actor parameters.
+"""
+
+import json
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Callable, NoReturn, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from tensorboard.summary import Writer
+from torch import Tensor
+from torch.distributions import Categorical, kl_divergence
+from tqdm import tqdm
+
+
+@dataclass
+class Args:
+    # == SHARED: common_args ==
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of the experiment (run directory and W&B run name)"""
+    seed: int = 1
+    """seeds python, numpy (and torch), the environments and their action spaces; in [0, 2**32)"""
+    track: bool = False
+    """log to Weights & Biases (works offline with `WANDB_MODE=offline`)"""
+    wandb_project_name: str = "rl-algos"
+    """W&B project"""
+    wandb_entity: Optional[str] = None
+    """W&B entity (team); None is your default entity"""
+    capture_video: bool = False
+    """record the evaluation episodes to `<run dir>/videos/`"""
+    save_model: bool = False
+    """save the learned parameters to `<run dir>/model.pt` (`model.npz` for tables)"""
+    load_model: Optional[str] = None
+    """start from saved parameters; with `--total-steps 0` (`--max-iterations 0` for dynamic programming) it only evaluates"""
+    runs_dir: str = "runs"
+    """parent folder of the run directories"""
+    progress: bool = True
+    """show a progress bar on a terminal (`--no-progress` silences it)"""
+    # == SHARED: torch_args ==
+    torch_deterministic: bool = True
+    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
+    cuda: bool = True
+    """use a GPU when one is present; the CPU otherwise, silently"""
+    torch_threads: int = 1
+    """torch intra-op threads; the small networks here update fastest on one (measure before raising it)"""
+    # == SHARED: pg_env_args ==
+    env_id: str = "CartPole-v1"
+    """gymnasium id of an environment with a discrete action space (its own time limit applies)"""
+    eval_episodes: int = 10
+    """episodes of the final evaluation, each acting with the most probable action"""
+    # == ALGO: trpo_cartpole ==
+    total_steps: int = 100_000
+    """environment steps over all envs (E per vector step), the reset steps included"""
+    num_envs: int = 8
+    """E, environments stepped side by side; a rollout holds T * E steps"""
+    num_steps: int = 128
+    """T, steps per environment in each rollout (one rollout, then the update); at least 2"""
+    hidden_dim: int = 64
+    """units in each of the two hidden layers of the actor and of the critic"""
+    learning_rate: float = 1e-3
+    """Adam step size of the critic's regression (the actor takes the natural-gradient step instead),
+    annealed linearly to 0 over `total_steps` when `anneal_lr`"""
+    anneal_lr: bool = True
+    """decay the critic's learning rate linearly to 0 at `total_steps`"""
+    gamma: float = 0.99
+    """discount factor; 1 / (1 - gamma) steps is the horizon the returns look ahead"""
+    gae_lambda: float = 0.95
+    """lambda of GAE: 0 is the one-step TD error, 1 the Monte-Carlo return minus V"""
+    norm_adv: bool = True
+    """normalise the advantages to zero mean and unit variance over each rollout"""
+    max_kl: float = 0.01
+    """delta, the trust region: bound on the mean KL(pi_old || pi_new) over the rollout's states, in nats"""
+    cg_iters: int = 10
+    """conjugate-gradient steps (Fisher-vector products) to solve F x = g; exact after P of them"""
+    cg_residual_tol: float = 1e-10
+    """conjugate gradient stops early once the squared residual |g - F x|^2 falls below this"""
+    damping: float = 0.1
+    """c, added to F's diagonal (F + c I): keeps conjugate gradient stable where F is near singular"""
+    backtrack_coef: float = 0.8
+    """line search: each rejected step is shrunk by this factor, in (0, 1)"""
+    backtrack_iters: int = 10
+    """line search: steps tried (the full step, then shrunk ones) before the actor is left unchanged"""
+    update_epochs: int = 10
+    """passes of the critic's regression over each rollout (the actor takes one step per rollout)"""
+    num_minibatches: int = 4
+    """minibatches per critic pass; the critic's Adam steps per rollout are update_epochs * num_minibatches"""
+    max_grad_norm: float = 0.5
+    """clip the global gradient norm of each critic step to this value"""
+
+
+# == SHARED: pg_parts ==
+def make_env(args: Args) -> gym.vector.VectorEnv:
+    """E copies of the environment, numpy-vectorised where the env has it (CartPole: 2x the steps/s); both
+    kinds autoreset NEXT_STEP: the step after an episode's end only resets it (see main)."""
+    mode = "vector_entry_point" if gym.spec(args.env_id).vector_entry_point else "sync"
+    kwargs = {} if mode == "vector_entry_point" else {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+    envs = gym.make_vec(args.env_id, num_envs=args.num_envs, vectorization_mode=mode, vector_kwargs=kwargs)
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+class Agent(nn.Module):
+    """Actor pi(a|s) as logits and critic V(s), two separate tanh MLPs."""
+
+    def __init__(self, obs_dim: int, num_actions: int, hidden_dim: int):
+        super().__init__()
+        h = hidden_dim
+        self.actor, self.critic = (
+            nn.Sequential(nn.Linear(obs_dim, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh(), nn.Linear(h, out_dim))
+            for out_dim in (num_actions, 1)
+        )
+
+    def forward(self, obs: Tensor) -> tuple[Categorical, Tensor]:
+        logits = self.actor(obs)  # [..., O] -> [..., A]
+        return Categorical(logits=logits, validate_args=False), self.critic(obs).squeeze(-1)  # [...]
+
+
+# == ALGO: trpo_cartpole ==
+def compute_gae(
+    rewards: Tensor, values: Tensor, terminations: Tensor, dones: Tensor, gamma: float, gae_lambda: float
+) -> Tensor:
+    """GAE(lambda) advantages [T, E], one backward pass over T, vectorised over E.
+
+    values [T+1, E]: values[t + 1] is V of the observation after step t, the final observation
+    when step t ended an episode, so a truncation bootstraps from V(final obs) and only
+    `terminations` zero it. `dones` (terminated or truncated) cut the sum at the episode's end.
+    """
+    advantages = torch.zeros_like(rewards)  # [T, E]
+    last = torch.zeros_like(rewards[0])  # [E]
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * (1.0 - terminations[t]) * values[t + 1] - values[t]  # [E]
+        last = delta + gamma * gae_lambda * (1.0 - dones[t]) * last  # [E]
+        advantages[t] = last
+    return advantages
+
+
+def surrogate_and_kl(actor: nn.Module, obs, actions, old_logits, advantages) -> tuple[Tensor, Tensor]:
+    """The surrogate L(theta) = mean_B[pi(a|s) / pi_old(a|s) * A] and the mean KL(pi_old || pi) over the states;
+    obs [B, O], actions and advantages [B], old_logits [B, A] of pi_old, a constant."""
+    dist, old = Categorical(logits=actor(obs), validate_args=False), Categorical(logits=old_logits)  # [B, A]
+    ratio = (dist.log_prob(actions) - old.log_prob(actions)).exp()  # [B] pi / pi_old, 1 at theta_old
+    return (ratio * advantages).mean(), kl_divergence(old, dist).mean()
+
+
+def fisher_vector_product(actor: nn.Module, obs: Tensor, damping: float) -> Callable[[Tensor], Tensor]:
+    """v [P] -> (F + damping I) v [P], F the Hessian of the mean KL(pi_old || pi_theta) at theta = theta_old (the
+    Fisher information), by double backprop through one graph of the KL's gradient: F is never formed."""
+    params = list(actor.parameters())
+    logits = actor(obs)  # [B, O] -> [B, A]
+    old = Categorical(logits=logits.detach())  # pi_old fixed: the KL is 0 here, its gradient 0, its Hessian F
+    kl = kl_divergence(old, Categorical(logits=logits, validate_args=False)).mean()
+    grad_kl = torch.cat([g.flatten() for g in torch.autograd.grad(kl, params, create_graph=True)])  # [P]
+
+    def fvp(v: Tensor) -> Tensor:
+        hv = torch.autograd.grad(grad_kl @ v, params, retain_graph=True)  # d/dtheta (grad_kl . v) = F v
+        return torch.cat([h.flatten() for h in hv]) + damping * v  # [P]
+
+    return fvp
+
+
+def conjugate_gradient(matvec: Callable, b: Tensor, iters: int, residual_tol: float) -> Tensor:
+    """x ~= A^-1 b [P], A symmetric positive definite and known only as v -> A v; at most `iters` steps."""
+    x = torch.zeros_like(b)  # [P]
+    r, p = b.clone(), b.clone()  # residual b - A x and search direction, at x = 0
+    rr = r @ r
+    for _ in range(iters):
+        if rr <= residual_tol:
+            break
+        ap = matvec(p)  # [P]
+        alpha = rr / (p @ ap)
+        x, r = x + alpha * p, r - alpha * ap
+        rr, rr_old = r @ r, rr
+        p = r + (rr / rr_old) * p  # the next direction, A-conjugate to the previous ones
+    return x
+
+
+def line_search(objective: Callable, theta: Tensor, step: Tensor, max_kl: float, coef: float, iters: int):
+    """Backtracking: the first theta + coef^k step (k = 0, 1, ..) whose mean KL is within max_kl and whose
+    surrogate beats theta's, and coef^k; `objective` maps parameters [P] to (surrogate, KL). None: theta, 0."""
+    surrogate_old, _ = objective(theta)
+    for k in range(iters):
+        candidate = theta + coef**k * step  # [P]
+        if torch.equal(candidate, theta):  # the step has shrunk below float precision: no smaller one helps
+            break
+        surrogate, kl = objective(candidate)
+        if kl <= max_kl and surrogate > surrogate_old:
+            return candidate, coef**k
+    return theta, 0.0
+
+
+def update(agent: Agent, optimizer: torch.optim.Optimizer, batch: dict, args: Args, stop) -> dict:
+    """TRPO: one natural-gradient step of the actor inside the KL bound, then the critic's regression with
+    `optimizer` (Adam; the actor's parameters get no .grad, so it leaves them alone)."""
+    # DEVIATION: GAE(lambda) from a learned V (Schulman et al. 2016), not the paper's Monte-Carlo Q estimates
+    advantages = compute_gae(
+        batch["rewards"], batch["values"], batch["terminations"], batch["dones"], args.gamma, args.gae_lambda
+    )  # [T, E]
+    returns = advantages + batch["values"][:-1]  # [T, E] lambda-returns, the critic's target
+    valid = batch["valid"].flatten()  # [T*E] False on the reset steps
+    obs = batch["obs"].flatten(0, 1)[valid]  # [T, E, O] -> [B, O]
+    actions = batch["actions"].flatten()[valid]  # [B]
+    advantages, returns = advantages.flatten()[valid], returns.flatten()[valid]  # [B]
+    if args.norm_adv and len(advantages) > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    params = list(agent.actor.parameters())
+    theta = nn.utils.parameters_to_vector(params)  # [P] theta_old
+    with torch.no_grad():
+        old_logits = agent.actor(obs)  # [B, O] -> [B, A] pi_old, the KL's fixed end
+    surrogate, _ = surrogate_and_kl(agent.actor, obs, actions, old_logits, advantages)
+    g = torch.cat([x.flatten() for x in torch.autograd.grad(surrogate, params)])  # [P] policy gradient
+    fvp = fisher_vector_product(agent.actor, obs, args.damping)  # [P] -> [P]
+    step_dir = conjugate_gradient(fvp, g, args.cg_iters, args.cg_residual_tol)  # [P] s ~= F^-1 g
+    shs = (step_dir @ fvp(step_dir)).clamp_min(torch.finfo(g.dtype).tiny)  # s^T F s, > 0 unless s = 0
+    full_step = (2.0 * args.max_kl / shs).sqrt() * step_dir  # [P] beta s: 1/2 (beta s)^T F (beta s) = delta
+
+    def objective(flat: Tensor) -> tuple[Tensor, Tensor]:
+        nn.utils.vector_to_parameters(flat, params)
+        with torch.no_grad():
+            return surrogate_and_kl(agent.actor, obs, actions, old_logits, advantages)
+
+    theta_new, step_fraction = line_search(
+        objective, theta, full_step, args.max_kl, args.backtrack_coef, args.backtrack_iters
+    )
+    nn.utils.vector_to_parameters(theta_new, params)
+    _, kl = objective(theta_new)
+    minibatch_size = -(-len(actions) // args.num_minibatches)  # ceil(B / num_minibatches)
+    for _ in range(args.update_epochs):
+        for mb in torch.randperm(len(actions)).split(minibatch_size):  # [M] indices
+            values = agent.critic(obs[mb]).squeeze(-1)  # [M, O] -> [M]
+            value_loss = 0.5 * ((values - returns[mb]) ** 2).mean()
+            optimizer.zero_grad()
+            value_loss.backward()
+            nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
+            optimizer.step()
+        if stop.is_set():  # Ctrl-C or SIGTERM: end the update after this epoch
+            break
+    with torch.no_grad():
+        entropy = Categorical(logits=old_logits, validate_args=False).entropy().mean()
+    policy_loss = -surrogate.detach()  # -L(theta_old), the mean (normalised) advantage
+    return {"loss": policy_loss + value_loss.detach(), "policy_loss": policy_loss, "value_loss": value_loss.detach(),
+            "entropy": entropy, "kl": kl, "step_fraction": torch.tensor(step_fraction)}  # fmt: skip
+
+
+# == SHARED: pg_main ==
+def evaluate(agent: Agent, args: Args, run_dir: str, device: torch.device, stop) -> list[float]:
+    """The most probable action, on start states of the evaluation's own; returns finished episodes."""
+    env = gym.make(args.env_id, render_mode="rgb_array" if args.capture_video else None)
+    if args.capture_video:
+        env = gym.wrappers.RecordVideo(env, f"{run_dir}/videos", lambda e: True, disable_logger=True)
+    seeds = np.random.default_rng([args.seed, 1])  # no training reset, no other --seed starts from these
+    returns = []
+    for _ in range(args.eval_episodes):
+        obs, _ = env.reset(seed=int(seeds.integers(2**31)))
+        episode_return, done = 0.0, False
+        while not done and not stop.is_set():
+            with torch.no_grad():
+                logits = agent.actor(torch.as_tensor(obs, dtype=torch.float32, device=device))  # [O] -> [A]
+            obs, reward, terminated, truncated, _ = env.step(int(logits.argmax()))
+            episode_return, done = episode_return + float(reward), terminated or truncated
+        if not done:  # stopped mid-episode: only finished episodes count
+            break
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+def main(args: Args) -> dict:
+    check_args(args)
+    device = torch_setup(args)
+    probe = gym.make(args.env_id)  # one copy gives the sizes, before E copies are made
+    obs_dim, num_actions = int(np.prod(probe.observation_space.shape)), int(probe.action_space.n)
+    T, E, h = args.num_steps, args.num_envs, args.hidden_dim  # rollout in numpy and torch, activations, Adam
+    check_memory((T + 1) * E * (2 * obs_dim + 12 + 8 * h) * 4 + 32 * h * (obs_dim + h + num_actions),
+                 "--num-steps, --num-envs and --hidden-dim")  # fmt: skip
+    envs = make_env(args)
+    agent = Agent(obs_dim, num_actions, h).to(device)
+    if args.load_model:
+        load_model(args.load_model, device, agent=agent)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, fused=True)
+    obs_buf = np.zeros((T + 1, E, obs_dim), dtype=np.float32)  # [T+1, E, O] s_0 .. s_T
+    actions_buf = np.zeros((T, E), dtype=np.int64)  # [T, E]
+    rewards_buf, terminations_buf, dones_buf = np.zeros((3, T, E), dtype=np.float32)  # [T, E] each
+    valid_buf = np.zeros((T, E), dtype=bool)  # [T, E] False on a step that only resets its env
+    run_dir, writer, stop = start_run(args, args.env_id)
+    progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
+    start_time, global_step, num_updates = time.time(), 0, 0
+    (next_obs, _), next_done = envs.reset(seed=args.seed), np.zeros(E, dtype=bool)  # [E, O], [E]
+    while global_step < args.total_steps and not stop.is_set():
+        if args.anneal_lr:
+            optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - global_step / args.total_steps)
+        for step in range(T):
+            # NEXT_STEP autoreset: the step after an episode's end only resets the env (reward 0,
+            # action ignored). It joins two episodes, so it is marked invalid and never trained on.
+            obs_buf[step], valid_buf[step] = next_obs, ~next_done
+            with torch.no_grad():
+                logits = agent.actor(torch.as_tensor(next_obs, device=device))  # [E, O] -> [E, A]
+            actions_buf[step] = Categorical(logits=logits, validate_args=False).sample().cpu().numpy()  # [E]
+            next_obs, reward, terminated, truncated, infos = envs.step(actions_buf[step])
+            next_done = terminated | truncated  # [E] ended for any reason; next_obs is then final
+            rewards_buf[step], terminations_buf[step], dones_buf[step] = reward, terminated, next_done
+            global_step += E
+            for i in np.flatnonzero(infos.get("_episode", [])):
+                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+                progress.set_postfix(episodic_return=f"{infos['episode']['r'][i]:.0f}")
+        obs_buf[T] = next_obs
+        batch = {"obs": obs_buf, "actions": actions_buf, "rewards": rewards_buf,
+                 "terminations": terminations_buf, "dones": dones_buf, "valid": valid_buf}  # fmt: skip
+        batch = {name: torch.from_numpy(array).to(device) for name, array in batch.items()}
+        with torch.no_grad():  # values[t + 1] is V(final obs) where step t ended an episode
+            dist, batch["values"] = agent(batch["obs"])  # [T+1, E, O] -> [T+1, E, A], [T+1, E]
+        log_pi = dist.logits[:T].gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)  # [T, E]
+        batch["obs"], batch["logprobs"] = batch["obs"][:T], log_pi  # [T, E, O], [T, E] log pi(a|s)
+        losses = update(agent, optimizer, batch, args, stop)
+        num_updates += 1
+        if not torch.isfinite(losses["loss"]):
+            fail(f"loss is {losses['loss'].item()} at step {global_step}")
+        for name, value in losses.items():
+            writer.add_scalar(f"losses/{name}", value.item(), global_step)
+        writer.add_scalar("charts/SPS", global_step / (time.time() - start_time), global_step)
+        progress.update(T * E)
+    progress.close()
+    envs.close()
+    train_seconds = time.time() - start_time
+    interrupted = stop.is_set()
+    stop.clear()  # from here a stop ends the evaluation
+    returns = evaluate(agent, args, run_dir, device, stop)
+    if args.save_model:
+        save_model(f"{run_dir}/model.pt", agent=agent)
+    return finish_run(
+        args, run_dir, writer, returns, total_steps=global_step, num_updates=num_updates,
+        train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(),
+    )  # fmt: skip
+
+
+# == ALGO: trpo_cartpole ==
+def check_args(args: Args) -> None:
+    """Reject values the run cannot use, before anything is written: the family's checks, then TRPO's."""
+    at_least = {"total_steps": 0, "eval_episodes": 1, "torch_threads": 1, "num_envs": 1, "num_steps": 2}
+    at_least |= dict.fromkeys(["hidden_dim", "update_epochs", "num_minibatches"], 1)
+    at_least |= dict.fromkeys(["learning_rate", "vf_coef", "ent_coef", "max_grad_norm", "clip_coef"], 0.0)
+    at_least |= {"cg_iters": 1, "cg_residual_tol": 0.0, "backtrack_iters": 1}
+    at_least = {name: low for name, low in at_least.items() if hasattr(args, name)}
+    check_common_args(args, at_least, tuple(n for n in ("gamma", "gae_lambda") if hasattr(args, n)))
+    check_env(args.env_id, args.capture_video)
+    if not isinstance(gym.make(args.env_id).action_space, gym.spaces.Discrete):
+        fail(f"--env-id {args.env_id!r} has no discrete action space")
+    for name, high in (("max_kl", math.inf), ("damping", math.inf), ("backtrack_coef", 1.0)):
+        if not 0.0 < getattr(args, name) < high:  # delta 0, coef 1: no step; damping 0: F can be singular
+            fail(f"--{name.replace('_', '-')} must be in (0, {high}), got {getattr(args, name)}")
+    probe, h = gym.make(args.env_id), args.hidden_dim
+    obs_dim, num_actions = int(np.prod(probe.observation_space.shape)), int(probe.action_space.n)
+    num_params = (obs_dim + h + 2) * h + (h + 1) * num_actions  # P: the actor's weights and biases
+    if args.cg_iters > num_params:  # conjugate gradient is exact after P steps: more cannot help
+        fail(f"--cg-iters must be in [1, {num_params}], P the actor's parameters, got {args.cg_iters}")
+
+
+# == SHARED: run_helpers ==
+def fail(message: str) -> NoReturn:
+    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
+    raise SystemExit(f"error: {' '.join(message.split())}")
+
+
+def check_common_args(args, at_least: dict, unit_interval: tuple = ()) -> None:
+    """Stop on what no run can use: NaN or inf in any field, a seed outside [0, 2**32), a field below its
+    minimum (`at_least`) or outside [0, 1] (`unit_interval`)."""
+    for name, value in asdict(args).items():
+        items = value if isinstance(value, tuple) else [value]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    bounds = {"seed": (0, 2**32 - 1), **{n: (low, math.inf) for n, low in at_least.items()}}
+    for name, (low, high) in (bounds | {n: (0.0, 1.0) for n in unit_interval}).items():
+        if not low <= getattr(args, name) <= high:
+            fail(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {getattr(args, name)}")
+
+
+def check_memory(nbytes: float, flags: str) -> None:
+    """Stop before allocating when an estimate of the buffers exceeds this machine's physical memory."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else math.inf
+    if nbytes > total:
+        fail(f"{flags} would need {nbytes / 2**30:,.1f} GiB of memory, more than this machine has")
+
+
+def write_atomic(path: str, write: Callable) -> None:
+    """`write(file)` to a temporary name, then rename: a run killed outright never leaves half a file."""
+    with open(path + ".tmp", "wb") as f:
+        write(f)
+    os.replace(path + ".tmp", path)
+
+
+def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
+    """Seed python and numpy; create the run directory with `args.json`, the TensorBoard writer, the W&B run.
+    From here Ctrl-C (SIGINT) and SIGTERM only set the returned event, which the loops read between steps: a
+    stop at any moment ends training, then the evaluation, and a second one cannot cut a file."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = base = os.path.join(args.runs_dir, name)
+    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
+        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
+    try:
+        os.makedirs(run_dir)
+    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
+    if args.track:
+        import wandb
+
+        kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args))
+        kwargs |= dict(name=os.path.basename(run_dir), dir=run_dir, sync_tensorboard=True, save_code=True)
+        wandb.init(**kwargs)
+    write_atomic(f"{run_dir}/args.json", lambda f: f.write(json.dumps(asdict(args), indent=2).encode()))
+    stop, main_thread = threading.Event(), threading.current_thread() is threading.main_thread()
+    for sig in (signal.SIGINT, signal.SIGTERM) if main_thread else ():  # only the main thread gets signals
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job (nohup, &) keeps ignoring it
+            signal.signal(sig, lambda signum, frame: stop.set())
+    return run_dir, Writer(run_dir), stop
+
+
+def finish_run(args, run_dir: str, writer: Writer, returns: list, **figures) -> dict:
+    """Write the summary (CONVENTIONS 4) to `summary.json` and print it as the last line of stdout: the
+    evaluation over the episodes that finished, NaN or inf as null. A stop after this is ignored."""
+    mean, std = (float(np.mean(returns)), float(np.std(returns))) if len(returns) else (None, None)
+    sps = round(figures["total_steps"] / max(figures["train_seconds"], 1e-9), 1)
+    summary = {"algo": os.path.basename(__file__)[:-3], "env_id": args.env_id, "seed": args.seed, **figures}
+    summary |= {"steps_per_second": sps, "eval_episodes": len(returns), "eval_return_mean": mean}
+    summary |= {"eval_return_std": std, "run_dir": run_dir}
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+    writer.close()
+    write_atomic(f"{run_dir}/summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    print(json.dumps(summary), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written: a late stop must not fail the exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return summary
+
+
+# == SHARED: torch_helpers ==
+def torch_setup(args) -> torch.device:
+    """Seed torch and choose its kernels, thread count and device (the torch fields of Args)."""
+    if not 1 <= args.torch_threads <= (os.cpu_count() or 1):
+        fail(f"--torch-threads must be in [1, {os.cpu_count()}], the cores here; got {args.torch_threads}")
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+
+def load_model(path: str, device: torch.device, **parts) -> None:
+    """Load `--load-model` into `parts` (modules, or tensors copied in place); one line on a missing or
+    corrupt file, a pickle (weights_only refuses to run it), other keys or shapes, or NaN and inf."""
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # torch warns before it refuses a pickle; the line below says why
+            state = torch.load(path, map_location=device, weights_only=True)
+            for name, part in parts.items():
+                part.load_state_dict(state[name]) if isinstance(part, nn.Module) else part.copy_(state[name])
+    except Exception as error:
+        fail(f"cannot load --load-model {path!r}: {type(error).__name__}: {error}")
+    flat = [v for p in state.values() for v in (p.values() if isinstance(p, dict) else [p])]
+    if not all(torch.isfinite(v).all() for v in flat if torch.is_tensor(v) and v.is_floating_point()):
+        fail(f"--load-model {path!r} holds NaN or inf")
+
+
+def save_model(path: str, **parts) -> None:
+    """state_dicts and tensors, never pickled modules (CONVENTIONS 5), written atomically."""
+    state = {name: p.state_dict() if isinstance(p, nn.Module) else p.detach() for name, p in parts.items()}
+    write_atomic(path, lambda f: torch.save(state, f))
+
+
+# == SHARED: gym_helpers ==
+def check_env(env_id: str, capture_video: bool) -> None:
+    """Build the environment once: an unknown id, or one whose extra is not installed, stops here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's deprecation notes for old versions
+            gym.make(env_id, render_mode="rgb_array" if capture_video else None).close()
+    except gym.error.DependencyNotInstalled as error:
+        fail(f"--env-id {env_id!r} needs a package that is not installed: {str(error).splitlines()[0]}")
+    except Exception as error:
+        fail(f"cannot make --env-id {env_id!r}: {type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+# == SHARED: entry_point ==
+if __name__ == "__main__":
+    main(tyro.cli(Args))
