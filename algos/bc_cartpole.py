@@ -1,0 +1,482 @@
+"""Behaviour cloning on CartPole: supervised learning of the expert's actions, no reward, no RL.
+
+GAIL without the discriminator and without the student's PPO loop: the student's policy pi(a|s) is fit
+by cross-entropy to the expert's (state, action) pairs, min -log pi(a_expert | s), and never steps the
+environment until its evaluation. The expert data come from the same source as GAIL's: a PPO teacher
+trained first on the true reward, then discarded (or `--expert-data`, e.g. GAIL's own `expert.npz`).
+Paper: Pomerleau 1991 (ALVINN); Ross & Bagnell 2010, https://proceedings.mlr.press/v9/ross10a.html
+Run: python algos/bc_cartpole.py   Docs: docs/algorithms/bc_cartpole.md
+Parent: gail_cartpole.py (the same teacher and demonstrations; the student's RL loop becomes supervised)
+Shapes: T steps, E envs, B batch (T*E), M minibatch, b BC batch, N expert transitions, O obs dim, A actions.
+"""
+
+import json
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Callable, NoReturn, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from tensorboard.summary import Writer
+from torch.distributions import Categorical
+from tqdm import tqdm
+
+
+@dataclass
+class Args:
+    # == SHARED: common_args ==
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of the experiment (run directory and W&B run name)"""
+    seed: int = 1
+    """seeds python, numpy (and torch), the environments and their action spaces; in [0, 2**32)"""
+    track: bool = False
+    """log to Weights & Biases (works offline with `WANDB_MODE=offline`)"""
+    wandb_project_name: str = "rl-algos"
+    """W&B project"""
+    wandb_entity: Optional[str] = None
+    """W&B entity (team); None is your default entity"""
+    capture_video: bool = False
+    """record the evaluation episodes to `<run dir>/videos/`"""
+    save_model: bool = False
+    """save the learned parameters to `<run dir>/model.pt` (`model.npz` for tables)"""
+    load_model: Optional[str] = None
+    """start from saved parameters; with `--total-steps 0` (`--max-iterations 0` for dynamic programming) it only evaluates"""
+    runs_dir: str = "runs"
+    """parent folder of the run directories"""
+    progress: bool = True
+    """show a progress bar on a terminal (`--no-progress` silences it)"""
+    # == SHARED: torch_args ==
+    torch_deterministic: bool = True
+    """use deterministic torch kernels (`torch.backends.cudnn.deterministic`)"""
+    cuda: bool = True
+    """use a GPU when one is present; the CPU otherwise, silently"""
+    torch_threads: int = 1
+    """torch intra-op threads; the small networks here update fastest on one (measure before raising it)"""
+    # == ENV: cartpole ==
+    env_id: str = "CartPole-v1"
+    """gymnasium id; any env with a Box observation and a Discrete action space"""
+    num_envs: int = 8
+    """E, environments stepped side by side (SyncVectorEnv) by the teacher; the student steps none"""
+    total_steps: int = 2000
+    """student gradient steps of BC (no environment steps); the teacher's steps are `--teacher-steps`"""
+    eval_episodes: int = 10
+    """episodes of the final greedy evaluation of the student (true environment return)"""
+    # == ALGO: bc_cartpole ==
+    expert_data: Optional[str] = None
+    """`.npz` with `observations` [N, O] and `actions` [N] (ints); None trains a PPO teacher instead"""
+    teacher_steps: int = 100000
+    """environment steps of the PPO teacher (on the true reward); unused with `--expert-data`"""
+    expert_episodes: int = 8
+    """greedy teacher episodes kept as demonstrations (N = their total length, saved as `expert.npz`)"""
+    num_steps: int = 128
+    """T, steps per env per rollout; B = T * E transitions per PPO update of the teacher"""
+    learning_rate: float = 2.5e-3
+    """Adam step size of the teacher's actor-critic (PPO), annealed linearly to 0"""
+    gamma: float = 0.99
+    """discount factor gamma"""
+    gae_lambda: float = 0.95
+    """GAE lambda: 0 is one-step TD, 1 is Monte Carlo"""
+    num_minibatches: int = 4
+    """minibatches per PPO epoch, M = ceil(B / num_minibatches) transitions each"""
+    update_epochs: int = 4
+    """K, passes over each rollout in the PPO update"""
+    clip_coef: float = 0.2
+    """epsilon of the clipped surrogate objective"""
+    vf_coef: float = 0.5
+    """weight of the value loss in the PPO loss"""
+    hidden_dim: int = 64
+    """width of the two hidden layers of the actor and the critic (teacher and student)"""
+    bc_learning_rate: float = 1e-3
+    """Adam step size of the student's actor on the BC loss, annealed linearly to 0 over `--total-steps`"""
+    batch_size: int = 64
+    """b, expert pairs (drawn uniformly, with replacement) in one BC gradient step"""
+
+
+def make_env(env_id: str, seed: int, video_dir: Optional[str] = None) -> Callable[[], gym.Env]:
+    """A thunk for SyncVectorEnv: one env with its true episode statistics (logged, never learned from)."""
+
+    def thunk():
+        env = gym.make(env_id, render_mode="rgb_array" if video_dir else None)
+        if video_dir:
+            env = gym.wrappers.RecordVideo(env, video_dir, lambda e: True, disable_logger=True)
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+def mlp(n_in: int, hidden_dim: int, n_out: int, out_std: float) -> nn.Sequential:
+    """Two tanh hidden layers; orthogonal init (gain sqrt 2, `out_std` on the output layer), zero biases."""
+    layers = [nn.Linear(n_in, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, hidden_dim), nn.Tanh()]
+    for linear in (layers := [*layers, nn.Linear(hidden_dim, n_out)])[::2]:
+        nn.init.orthogonal_(linear.weight, out_std if linear is layers[-1] else np.sqrt(2))
+        nn.init.zeros_(linear.bias)
+    return nn.Sequential(*layers)
+
+
+class Agent(nn.Module):
+    """Actor pi(a|s) as logits and critic V(s), two separate tanh MLPs."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden_dim: int):
+        super().__init__()
+        self.critic = mlp(obs_dim, hidden_dim, 1, out_std=1.0)
+        self.actor = mlp(obs_dim, hidden_dim, n_actions, out_std=0.01)
+
+    def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None):
+        dist = Categorical(logits=self.actor(x))  # [B, O] -> [B, A]
+        action = dist.sample() if action is None else action  # [B]
+        return action, dist.log_prob(action), self.critic(x).squeeze(-1)  # [B] each
+
+
+def bc_loss(logits: torch.Tensor, expert_actions: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the expert's actions: -mean_i log pi(a_i | s_i), their negative log-likelihood."""
+    return F.cross_entropy(logits, expert_actions)  # [b, A], [b] -> ()
+
+
+def update_policy(agent: Agent, optimizer, expert: tuple, args: Args) -> torch.Tensor:
+    """One gradient step of the BC loss on `--batch-size` random expert pairs (the student's actor only)."""
+    e = torch.randint(len(expert[1]), (args.batch_size,), device=expert[1].device)  # [b] expert indices
+    loss = bc_loss(agent.actor(expert[0][e]), expert[1][e])  # [b, O] -> [b, A]; [b] -> ()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def compute_gae(rewards, ro: dict, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE over [T, E]; ro["next_values"] is V(s_{t+1}), from the final observation at a truncation."""
+    deltas = rewards + gamma * ro["next_values"] * (1.0 - ro["terminations"]) - ro["values"]  # [T, E]
+    advantages, last = torch.zeros_like(rewards), torch.zeros_like(rewards[0])  # [T, E], [E]
+    for t in reversed(range(rewards.shape[0])):
+        last = deltas[t] + gamma * gae_lambda * (1.0 - ro["dones"][t]) * last  # an episode end cuts the sum
+        advantages[t] = last
+    return advantages, advantages + ro["values"]  # [T, E] advantages, returns
+
+
+def collect_rollout(envs, agent: Agent, next_obs: torch.Tensor, num_steps: int):
+    """T steps in every env: rollout, env rewards (kept apart), episodes (t, return, length), next obs."""
+    keys = ("obs", "actions", "logprobs", "values", "terminations", "dones", "real_next_obs")
+    ro, episodes, env_rewards = {k: [] for k in keys}, [], np.zeros((num_steps, len(next_obs)), np.float32)
+    for t in range(num_steps):
+        with torch.no_grad():
+            action, logprob, value = agent.get_action_and_value(next_obs)  # [E, O] -> [E] each
+        obs, env_rewards[t], terminated, truncated, infos = envs.step(action.cpu().numpy())
+        real_next_obs = obs.copy()  # [E, O] SAME_STEP autoreset: `obs` is the reset obs where one ended
+        for i in np.flatnonzero(terminated | truncated):
+            real_next_obs[i] = infos["final_obs"][i]
+        if "final_info" in infos:
+            info, ended = infos["final_info"]["episode"], infos["final_info"]["_episode"]
+            episodes += [(t, r, n) for r, n in zip(info["r"][ended], info["l"][ended])]
+        step = (next_obs, action, logprob, value, terminated, terminated | truncated, real_next_obs)
+        for key, x in zip(keys, step):
+            ro[key].append(torch.as_tensor(x, dtype=torch.long if key == "actions" else torch.float32))
+        next_obs = torch.as_tensor(obs, dtype=torch.float32, device=next_obs.device)  # [E, O]
+    ro = {key: torch.stack(value).to(next_obs.device) for key, value in ro.items()}  # [T, E] or [T, E, O]
+    with torch.no_grad():
+        ro["next_values"] = agent.critic(ro["real_next_obs"]).squeeze(-1)  # [T, E, O] -> [T, E]
+    return ro, env_rewards, episodes, next_obs
+
+
+def ppo_update(agent: Agent, optimizer, ro: dict, advantages, returns, args: Args) -> dict:
+    """K epochs of clipped-surrogate PPO over the flattened rollout; returns the last minibatch's losses."""
+    obs, actions = ro["obs"].flatten(0, 1), ro["actions"].flatten()  # [T, E, O] -> [B, O]; [T, E] -> [B]
+    logprobs, advantages, returns = ro["logprobs"].flatten(), advantages.flatten(), returns.flatten()  # [B]
+    clip, minibatch = args.clip_coef, -(-len(obs) // args.num_minibatches)  # ceil(B / num_minibatches)
+    for _ in range(args.update_epochs):
+        for mb in torch.randperm(len(obs), device=obs.device).split(minibatch):  # [M]
+            _, new_logprob, new_value = agent.get_action_and_value(obs[mb], actions[mb])  # [M] each
+            ratio = (new_logprob - logprobs[mb]).exp()  # [M]
+            adv = advantages[mb]  # [M], normalised per minibatch (a minibatch of 1 has no spread)
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8) if len(adv) > 1 else adv
+            pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+            v_loss = 0.5 * ((new_value - returns[mb]) ** 2).mean()
+            loss = pg_loss + args.vf_coef * v_loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return {"loss": loss.item(), "policy_loss": pg_loss.item(), "value_loss": v_loss.item()}
+
+
+def evaluate(agent: Agent, args: Args, episodes: int, stream: int, stop, video_dir: Optional[str] = None):
+    """Greedy policy on start states of its own (stream 1: the final evaluation, 2: the teacher's
+    demonstrations; never a training reset): returns of finished episodes, observations [N, O], actions [N]."""
+    env, returns, observations, actions = make_env(args.env_id, args.seed, video_dir)(), [], [], []
+    seeds, device = np.random.default_rng([args.seed, stream]), next(agent.parameters()).device
+    for _ in range(episodes):
+        (obs, _), done = env.reset(seed=int(seeds.integers(2**31))), False
+        while not done and not stop.is_set():
+            with torch.no_grad():
+                logits = agent.actor(torch.as_tensor(obs, dtype=torch.float32, device=device))  # [O] -> [A]
+            observations.append(obs)
+            actions.append(int(logits.argmax()))
+            obs, _, terminated, truncated, info = env.step(actions[-1])
+            done = terminated or truncated
+        if not done:  # stopped mid-episode: only finished episodes count
+            break
+        returns.append(float(info["episode"]["r"]))  # RecordEpisodeStatistics: the true return
+    env.close()
+    observations = np.array(observations, np.float32).reshape(-1, *env.observation_space.shape)  # [N, O]
+    return returns, observations, np.array(actions, np.int64)  # [n], [N, O], [N]
+
+
+def main(args: Args) -> dict:
+    check_args(args)
+    device = torch_setup(args)
+    spec, h = gym.spec(args.env_id), args.hidden_dim
+    o = int(np.prod(gym.make(args.env_id).observation_space.shape))  # a Python int: no int64 wrap below
+    check_memory(  # envs and rollouts (lists, then stacked); two actor-critics with Adam; demonstrations
+        args.num_envs * (50_000 + 64 * args.num_steps * (o + 4)) + 64 * h * (o + h + 8) + 16 * args.batch_size
+        * (o + 8) + 8 * args.expert_episodes * (spec.max_episode_steps or 10**4) * (o + 2), "--num-envs, "
+        "--num-steps, --hidden-dim, --batch-size, --expert-episodes")  # fmt: skip
+    thunks = [make_env(args.env_id, args.seed + i) for i in range(args.num_envs)]
+    envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not isinstance(action_space, gym.spaces.Discrete) or len(obs_space.shape) != 1:
+        fail(f"--env-id {args.env_id!r} needs a flat Box observation and a Discrete action space")
+    obs_dim, n_actions = obs_space.shape[0], int(action_space.n)
+    agent = Agent(obs_dim, n_actions, args.hidden_dim).to(device)
+    optimizer = torch.optim.Adam(agent.actor.parameters(), lr=args.bc_learning_rate)  # its critic: unused
+    mlp(obs_dim + n_actions, args.hidden_dim, 1, out_std=1.0)  # GAIL's D, unused: a seed gives GAIL's teacher
+    expert = load_expert(args.expert_data, obs_dim, n_actions) if args.expert_data else None
+    if args.load_model:
+        load_model(args.load_model, device, agent=agent)
+    run_dir, writer, stop = start_run(args, args.env_id)
+    progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
+    start_time, global_step, num_updates = time.time(), 0, 0
+    E, batch = args.num_envs, args.num_envs * args.num_steps  # B, the teacher's rollout
+    expert_return, student_loss = None, torch.full((), math.nan)
+    if expert is None and args.total_steps > 0:  # the teacher: PPO on the TRUE reward, then discarded
+        teacher = Agent(obs_dim, n_actions, args.hidden_dim).to(device)
+        next_obs = torch.as_tensor(envs.reset(seed=args.seed)[0], dtype=torch.float32).to(device)
+        teacher_optimizer = torch.optim.Adam(teacher.parameters(), lr=args.learning_rate, eps=1e-5)
+        for i in range(teacher_iterations := args.teacher_steps // batch):
+            if stop.is_set():
+                break
+            teacher_optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - i / teacher_iterations)
+            ro, env_rewards, episodes, next_obs = collect_rollout(envs, teacher, next_obs, args.num_steps)
+            for t, episode_return, _ in episodes:  # x: teacher env steps
+                writer.add_scalar("teacher/episodic_return", episode_return, i * batch + (t + 1) * E)
+            rewards = ro["values"].new_tensor(env_rewards)  # [T, E] the TRUE reward: the teacher's only
+            advantages, returns = compute_gae(rewards, ro, args.gamma, args.gae_lambda)  # [T, E] each
+            loss = ppo_update(teacher, teacher_optimizer, ro, advantages, returns, args)["loss"]
+            if not math.isfinite(loss):
+                fail(f"the teacher's PPO loss is {loss} at teacher step {(i + 1) * batch}")
+        # the demonstrations: the teacher's greedy episodes, on start states of their own
+        expert_returns, *expert = evaluate(teacher, args, args.expert_episodes, 2, stop)
+        expert_return = float(np.mean(expert_returns)) if expert_returns else None
+        if not stop.is_set():
+            write_atomic(
+                f"{run_dir}/expert.npz", lambda f: np.savez(f, observations=expert[0], actions=expert[1])
+            )
+    expert_obs, expert_actions = (torch.as_tensor(x).to(device) for x in expert or ([], []))  # [N, O], [N]
+    for step in range(args.total_steps):  # the student: supervised steps on the pairs, no environment
+        if stop.is_set():
+            break
+        optimizer.param_groups[0]["lr"] = args.bc_learning_rate * (1.0 - step / args.total_steps)
+        student_loss = update_policy(agent, optimizer, (expert_obs, expert_actions), args)  # ()
+        num_updates = global_step = step + 1
+        if not math.isfinite(student_loss):
+            fail(f"the BC loss is {student_loss.item()} at step {global_step}")
+        if step % 100 == 0 or global_step == args.total_steps:  # a pass over all N pairs: not every step
+            with torch.no_grad():
+                hits = agent.actor(expert_obs).argmax(-1) == expert_actions  # [N, O] -> [N]
+            writer.add_scalar("losses/bc_loss", student_loss.item(), global_step)
+            writer.add_scalar("charts/expert_action_agreement", hits.float().mean().item(), global_step)
+            writer.add_scalar("charts/SPS", global_step / (time.time() - start_time), global_step)
+        progress.update(1)
+    progress.close()
+    envs.close()
+    train_seconds = time.time() - start_time
+    interrupted = stop.is_set()
+    stop.clear()  # from here a stop ends the evaluation
+    video_dir = f"{run_dir}/videos" if args.capture_video else None
+    returns, _, _ = evaluate(agent, args, args.eval_episodes, 1, stop, video_dir)
+    if args.save_model:
+        save_model(f"{run_dir}/model.pt", agent=agent)
+    with torch.no_grad():  # imitation, not survival: the greedy student's actions on the expert's own states
+        hits = (
+            agent.actor(expert_obs).argmax(-1) == expert_actions if len(expert_obs) else torch.zeros(0)
+        )  # [N]
+    return finish_run(
+        args, run_dir, writer, returns, total_steps=global_step, num_updates=num_updates,
+        train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(),
+        expert_transitions=len(expert_actions), expert_return=expert_return, bc_loss=student_loss.item(),
+        expert_action_agreement=hits.float().mean().item(),
+    )  # fmt: skip
+
+
+def check_args(args: Args) -> None:
+    """Reject values the run cannot use, before anything is written."""
+    counts = {name: 1 for name, value in asdict(args).items() if type(value) is int and name != "seed"}
+    check_common_args(args, counts | dict(total_steps=0, teacher_steps=0), ("gamma", "gae_lambda"))
+    for name in ("learning_rate", "bc_learning_rate", "clip_coef"):
+        if not getattr(args, name) > 0.0:
+            fail(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    if args.vf_coef < 0:
+        fail(f"--vf-coef must be >= 0, got {args.vf_coef}")
+    for name in ("update_epochs",):  # an inner loop a stop cannot cut: bound it
+        if getattr(args, name) > 10_000:
+            fail(f"--{name.replace('_', '-')} must be <= 10000 per rollout, got {getattr(args, name)}")
+    check_env(args.env_id, args.capture_video)
+
+
+def load_expert(path: str, obs_dim: int, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
+    """`--expert-data`: observations [N, O] of a number type, finite; integer actions [N] in [0, A)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            observations, actions = data["observations"], data["actions"]
+    except Exception as error:  # missing, not an npz, missing keys, object arrays
+        fail(f"cannot load --expert-data {path!r}: {type(error).__name__}: {error}")
+    ok = observations.dtype.kind in "biuf" and observations.shape[1:] == (obs_dim,) and len(actions) > 0
+    ok = ok and actions.shape == (len(observations),) and np.issubdtype(actions.dtype, np.integer)
+    if not (ok and np.isfinite(observations).all() and actions.min() >= 0 and actions.max() < n_actions):
+        fail(
+            f"--expert-data {path!r}: need finite observations [N>0, {obs_dim}], int actions [N] < {n_actions}"
+        )
+    return observations.astype(np.float32), actions.astype(np.int64)
+
+
+# == SHARED: run_helpers ==
+def fail(message: str) -> NoReturn:
+    """Stop with one clear line and a non-zero exit status (CONVENTIONS 6)."""
+    raise SystemExit(f"error: {' '.join(message.split())}")
+
+
+def check_common_args(args, at_least: dict, unit_interval: tuple = ()) -> None:
+    """Stop on what no run can use: NaN or inf in any field, a seed outside [0, 2**32), a field below its
+    minimum (`at_least`) or outside [0, 1] (`unit_interval`)."""
+    for name, value in asdict(args).items():
+        items = value if isinstance(value, tuple) else [value]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    bounds = {"seed": (0, 2**32 - 1), **{n: (low, math.inf) for n, low in at_least.items()}}
+    for name, (low, high) in (bounds | {n: (0.0, 1.0) for n in unit_interval}).items():
+        if not low <= getattr(args, name) <= high:
+            fail(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {getattr(args, name)}")
+
+
+def check_memory(nbytes: float, flags: str) -> None:
+    """Stop before allocating when an estimate of the buffers exceeds this machine's physical memory."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else math.inf
+    if nbytes > total:
+        fail(f"{flags} would need {nbytes / 2**30:,.1f} GiB of memory, more than this machine has")
+
+
+def write_atomic(path: str, write: Callable) -> None:
+    """`write(file)` to a temporary name, then rename: a run killed outright never leaves half a file."""
+    with open(path + ".tmp", "wb") as f:
+        write(f)
+    os.replace(path + ".tmp", path)
+
+
+def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
+    """Seed python and numpy; create the run directory with `args.json`, the TensorBoard writer, the W&B run.
+    From here Ctrl-C (SIGINT) and SIGTERM only set the returned event, which the loops read between steps: a
+    stop at any moment ends training, then the evaluation, and a second one cannot cut a file."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = base = os.path.join(args.runs_dir, name)
+    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
+        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
+    try:
+        os.makedirs(run_dir)
+    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
+    if args.track:
+        import wandb
+
+        kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args))
+        kwargs |= dict(name=os.path.basename(run_dir), dir=run_dir, sync_tensorboard=True, save_code=True)
+        wandb.init(**kwargs)
+    write_atomic(f"{run_dir}/args.json", lambda f: f.write(json.dumps(asdict(args), indent=2).encode()))
+    stop, main_thread = threading.Event(), threading.current_thread() is threading.main_thread()
+    for sig in (signal.SIGINT, signal.SIGTERM) if main_thread else ():  # only the main thread gets signals
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job (nohup, &) keeps ignoring it
+            signal.signal(sig, lambda signum, frame: stop.set())
+    return run_dir, Writer(run_dir), stop
+
+
+def finish_run(args, run_dir: str, writer: Writer, returns: list, **figures) -> dict:
+    """Write the summary (CONVENTIONS 4) to `summary.json` and print it as the last line of stdout: the
+    evaluation over the episodes that finished, NaN or inf as null. A stop after this is ignored."""
+    mean, std = (float(np.mean(returns)), float(np.std(returns))) if len(returns) else (None, None)
+    sps = round(figures["total_steps"] / max(figures["train_seconds"], 1e-9), 1)
+    summary = {"algo": os.path.basename(__file__)[:-3], "env_id": args.env_id, "seed": args.seed, **figures}
+    summary |= {"steps_per_second": sps, "eval_episodes": len(returns), "eval_return_mean": mean}
+    summary |= {"eval_return_std": std, "run_dir": run_dir}
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+    writer.close()
+    write_atomic(f"{run_dir}/summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    print(json.dumps(summary), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is written: a late stop must not fail the exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return summary
+
+
+# == SHARED: torch_helpers ==
+def torch_setup(args) -> torch.device:
+    """Seed torch and choose its kernels, thread count and device (the torch fields of Args)."""
+    if not 1 <= args.torch_threads <= (os.cpu_count() or 1):
+        fail(f"--torch-threads must be in [1, {os.cpu_count()}], the cores here; got {args.torch_threads}")
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+
+def load_model(path: str, device: torch.device, **parts) -> None:
+    """Load `--load-model` into `parts` (modules, or tensors copied in place); one line on a missing or
+    corrupt file, a pickle (weights_only refuses to run it), other keys or shapes, or NaN and inf."""
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # torch warns before it refuses a pickle; the line below says why
+            state = torch.load(path, map_location=device, weights_only=True)
+            for name, part in parts.items():
+                part.load_state_dict(state[name]) if isinstance(part, nn.Module) else part.copy_(state[name])
+    except Exception as error:
+        fail(f"cannot load --load-model {path!r}: {type(error).__name__}: {error}")
+    flat = [v for p in state.values() for v in (p.values() if isinstance(p, dict) else [p])]
+    if not all(torch.isfinite(v).all() for v in flat if torch.is_tensor(v) and v.is_floating_point()):
+        fail(f"--load-model {path!r} holds NaN or inf")
+
+
+def save_model(path: str, **parts) -> None:
+    """state_dicts and tensors, never pickled modules (CONVENTIONS 5), written atomically."""
+    state = {name: p.state_dict() if isinstance(p, nn.Module) else p.detach() for name, p in parts.items()}
+    write_atomic(path, lambda f: torch.save(state, f))
+
+
+# == SHARED: gym_helpers ==
+def check_env(env_id: str, capture_video: bool) -> None:
+    """Build the environment once: an unknown id, or one whose extra is not installed, stops here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's deprecation notes for old versions
+            gym.make(env_id, render_mode="rgb_array" if capture_video else None).close()
+    except gym.error.DependencyNotInstalled as error:
+        fail(f"--env-id {env_id!r} needs a package that is not installed: {str(error).splitlines()[0]}")
+    except Exception as error:
+        fail(f"cannot make --env-id {env_id!r}: {type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+# == SHARED: entry_point ==
+if __name__ == "__main__":
+    main(tyro.cli(Args))
