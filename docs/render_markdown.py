@@ -162,7 +162,10 @@ def render(src: Path) -> str:
     stem = hooks.page_stem(src.name)
     text = src.read_text()
     link = convert_link(f"../algos/{stem}.py", DOCS / "x.md", dst)  # docs/x.md: ../algos is ROOT/algos
-    text = SOURCE.sub(f"The whole file: [`algos/{stem}.py`]({link}).", text)
+    whole = "完整文件：" if is_zh(src) else "The whole file: "
+    text = SOURCE.sub(f"{whole}[`algos/{stem}.py`]({link}).", text)
+    if is_zh(src) and src.parent.name == "algorithms":
+        text = hooks.section_anchors(text, html=True)  # the English anchors, as on the site
     text = hooks.expand_directives(text, stem, str(src.relative_to(ROOT)))
     body = "\n".join(convert_block(text.split("\n"), src, dst))
     body = re.sub(r"\n{3,}", "\n\n", body).strip() + "\n"

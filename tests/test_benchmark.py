@@ -61,6 +61,7 @@ def test_quick_mode_with_a_peer(tmp_path):
 def test_results_and_report_hold_no_machine_paths():
     texts = {p.name: p.read_text() for p in (ROOT / "benchmark" / "results").glob("*.json")}
     texts["docs/benchmarks.md"] = (ROOT / "docs" / "benchmarks.md").read_text()
+    texts["docs/benchmarks.zh.md"] = (ROOT / "docs" / "benchmarks.zh.md").read_text()
     for name, text in texts.items():
         assert str(ROOT) not in text, name
         paths = re.findall(r"(?<![\w.])/(?:home|root|tmp|Users|work|mnt|private|var)/[^\s\"'`]*", text)
@@ -79,6 +80,14 @@ def test_report_has_one_table_per_family_in_curriculum_order(tmp_path):
         header = next(line for line in body.splitlines() if line.startswith("| algorithm"))
         for column in ("reached threshold", "steps to thr.", "s to thr."):
             assert column in header
+    # the Chinese twin: the same sections, rows, commands and figures, in Chinese words
+    twin = (tmp_path / "benchmarks.zh.md").read_text()
+    same = re.compile(r"^(?:\| `.*|python benchmark/run\.py.*|!\[.*\]\((figures/[^)]+)\))$", flags=re.M)
+    assert [m.group(1) or m.group(0) for m in same.finditer(twin)] == [
+        m.group(1) or m.group(0) for m in same.finditer(report)
+    ]
+    assert len(re.findall(r"^## ", twin, flags=re.M)) == len(sections)
+    assert re.search(r"[\u4e00-\u9fff]", twin)
 
 
 def test_aggregate_tolerates_null_returns_and_failed_runs():
