@@ -100,7 +100,10 @@ def make_env(args: Args) -> gym.vector.VectorEnv:
     mode = "vector_entry_point" if gym.spec(args.env_id).vector_entry_point else "sync"
     kwargs = {} if mode == "vector_entry_point" else {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
     envs = gym.make_vec(args.env_id, num_envs=args.num_envs, vectorization_mode=mode, vector_kwargs=kwargs)
-    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    if envs.single_observation_space.dtype != np.float32:  # MuJoCo observes float64; the networks are float32
+        envs = gym.wrappers.vector.DtypeObservation(envs, np.float32)
+    return envs
 
 
 class Agent(nn.Module):
