@@ -33,7 +33,7 @@ def schedule(value):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algo", choices=["dqn", "ppo", "sac", "ddpg"], required=True)
+    parser.add_argument("--algo", choices=["dqn", "ppo", "sac", "ddpg", "td3", "trpo"], required=True)
     parser.add_argument("--env-id", required=True)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", required=True)
@@ -67,7 +67,11 @@ def main() -> None:
     if noise_type == "normal":
         dim = env.action_space.shape[0]
         hp["action_noise"] = NormalActionNoise(np.zeros(dim), noise_std * np.ones(dim))
-    model = getattr(sb3, cli.algo.upper())(policy, env, seed=cli.seed, verbose=0, device="cpu", **hp)
+    if cli.algo == "trpo":  # TRPO lives in sb3-contrib, with the same constructor
+        import sb3_contrib as library
+    else:
+        library = sb3
+    model = getattr(library, cli.algo.upper())(policy, env, seed=cli.seed, verbose=0, device="cpu", **hp)
 
     os.makedirs(cli.out, exist_ok=True)
     episodes: list[tuple[int, float, float]] = []

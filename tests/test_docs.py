@@ -1,11 +1,13 @@
 """The docs: the site builds with --strict, renders every equation in a browser with the network
-off, has a Chinese twin for every page, carries no machine paths, and docs-md/ (the pages as a
-repository host shows them) is in step with docs/ and algos/.
+off, has a Chinese twin for every page, carries no machine paths, every algorithm page has the
+house shape (CONVENTIONS 8) and reads as facts rather than a development log, and docs-md/ (the
+pages as a repository host shows them) is in step with docs/ and algos/.
 
 The browser test needs Debian's `chromium` (`apt-get install -y chromium`); it is skipped, with
 that reason, where there is none.
 """
 
+import ast
 import fcntl
 import json
 import os
@@ -43,18 +45,23 @@ TRANSLATED_ALGOS = {  # besides the bandit_ files
     "cliff_expected_sarsa",
     "ddpg_pendulum",
     "sac_pendulum",
+    "td3_pendulum",
     "cql_pendulum",
+    "sac_discrete_cartpole",
     "gail_cartpole",
+    "bc_cartpole",
     "mpc_pendulum",
     "dqn_cartpole",
     "dqn_pendulum",
     "ddqn_pendulum",
+    "dueling_dqn_pendulum",
     "reinforce_cartpole",
     "actor_critic_cartpole",
     "ppo_cartpole",
+    "ppo_pendulum",
+    "trpo_cartpole",
 }
 TRANSLATION_PENDING = {
-    "benchmarks.md",
     *(
         f"algorithms/{p.stem}.md"
         for p in sorted((ROOT / "algos").glob("*.py"))
@@ -333,6 +340,125 @@ def test_no_machine_paths_in_the_repository():
                 start = max(0, match.start() - 40)
                 found.append(f"{path.relative_to(ROOT)}:{number}: ...{line[start : match.end() + 40]}...")
     assert not found, f"{len(found)} machine paths:\n" + "\n".join(found[:60])
+
+
+# -- one shape for every algorithm page ------------------------------------------------------------
+
+# The second-level sections of every algorithm page (CONVENTIONS 8), in this order and no others;
+# the Chinese twin uses the Chinese names. "What breaks without its defining parts" is required where
+# tests/sabotage/<stem>.toml exists, "Diff against the parent" where the file names a parent. Before
+# the first section: the title and what the file is, naming `algos/<stem>.py` and linking its parent.
+ALGO_SECTIONS = {
+    "en": ("Quick facts", "Key equations", "Pseudocode", "Implementation details",
+           "What breaks without its defining parts", "Hyperparameters", "Logged metrics",
+           "Diff against the parent", "Results", "References"),
+    "zh": ("要点速览", "关键公式", "伪代码", "实现细节", "去掉关键部分会怎样", "超参数", "记录的指标",
+           "与父文件的 diff", "结果", "参考文献"),
+}  # fmt: skip
+SABOTAGE_SECTION, DIFF_SECTION = 4, 7  # the two sections that depend on the file
+ALGO_PAGES = sorted(p.relative_to(DOCS).as_posix() for p in (DOCS / "algorithms").glob("*.md"))
+
+
+def parent_of(stem: str) -> str | None:
+    """The parent file a file's docstring names ("Parent: dqn_pendulum.py"), None for a root."""
+    path = ROOT / "algos" / f"{stem}.py"
+    doc = ast.get_docstring(ast.parse(path.read_text())) if path.exists() else None
+    found = re.search(r"Parent:\s*`?(\w+)(?:\.py)?", doc or "")
+    return found.group(1) if found and found.group(1) != "none" else None
+
+
+def page_sections(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """(what comes before the first `## `, [(heading, body)]); headings inside code fences do not count."""
+    intro, sections, fence = [], [], None
+    for line in text.splitlines():
+        mark = re.match(r"^\s*(`{3,}|~{3,})", line)
+        if mark and fence is None:
+            fence = mark.group(1)
+        elif (
+            mark
+            and fence is not None
+            and line.strip().startswith(fence)
+            and not line.strip()[len(fence) :].strip()
+        ):
+            fence = None
+        elif fence is None and line.startswith("## "):
+            sections.append((line[3:].strip(), []))
+            continue
+        (sections[-1][1] if sections else intro).append(line)
+    return "\n".join(intro), [(heading, "\n".join(body)) for heading, body in sections]
+
+
+@pytest.mark.parametrize("page", ALGO_PAGES)
+def test_every_algorithm_page_has_the_house_shape(page):
+    """The sections of CONVENTIONS 8 in their order, each holding what only it can hold: the included
+    code under the equations, pseudocode, the `# DEVIATION:`s, the sabotages and the hyperparameters,
+    the diff and the results generated from the sources."""
+    path = DOCS / page
+    stem, lang = hooks.page_stem(path.name), hooks.language(page)
+    parent = parent_of(stem)
+    has_sabotages = (ROOT / "tests" / "sabotage" / f"{stem}.toml").exists()
+    names = ALGO_SECTIONS[lang]
+    expected = [
+        name
+        for i, name in enumerate(names)
+        if (i != SABOTAGE_SECTION or has_sabotages) and (i != DIFF_SECTION or parent)
+    ]
+    text = path.read_text()
+    intro, sections = page_sections(text)
+    found = [heading for heading, _ in sections]
+    assert found == expected, (
+        f"docs/{page}: sections {found}, expected exactly {expected} (tests/test_docs.py::ALGO_SECTIONS)"
+    )
+    body = {names.index(heading): section for heading, section in sections}
+    problems = []
+    if not intro.startswith("# "):
+        problems.append("does not start with its title (`# ...`)")
+    if f"algos/{stem}.py" not in intro:
+        problems.append(f"the text before the first section does not name algos/{stem}.py")
+    if parent and f"{parent}.md" not in intro:
+        problems.append(f"the text before the first section does not link its parent ({parent}.md)")
+    if "{{ code(" not in body[1]:
+        problems.append(f"'{names[1]}' includes no code ({{{{ code(...) }}}})")
+    if "\\[" not in body[1] and "\\(" not in body[1]:
+        problems.append(f"'{names[1]}' has no equation")
+    if "```" not in body[2]:
+        problems.append(f"'{names[2]}' has no pseudocode block")
+    source = (ROOT / "algos" / f"{stem}.py").read_text() if (ROOT / "algos" / f"{stem}.py").exists() else ""
+    if "DEVIATION:" in source and "DEVIATION" not in body[3]:
+        problems.append(f"algos/{stem}.py marks a `# DEVIATION:` that '{names[3]}' does not list")
+    if has_sabotages and "{{ sabotages() }}" not in body[SABOTAGE_SECTION]:
+        problems.append(f"'{names[SABOTAGE_SECTION]}' does not list the sabotages ({{{{ sabotages() }}}})")
+    if "{{ args_table() }}" not in body[5]:
+        problems.append(f"'{names[5]}' is not generated ({{{{ args_table() }}}})")
+    if parent and f'{{{{ diff("{parent}") }}}}' not in body[DIFF_SECTION]:
+        problems.append(f"'{names[DIFF_SECTION]}' does not generate the diff ({{{{ diff(\"{parent}\") }}}})")
+    if "{{ results() }}" not in body[8] or text.count("{{ results(") != 1:
+        problems.append(
+            f"'{names[8]}' must hold the page's one generated results block ({{{{ results() }}}})"
+        )
+    if not body[9].strip():
+        problems.append(f"'{names[9]}' is empty")
+    assert not problems, f"docs/{page}:\n" + "\n".join(problems)
+
+
+# Wording of a development log, not of a reference page: results are facts with their command.
+DEVELOPMENT_LOG = re.compile(
+    r"measured (?:in|while|during) (?:the issue|developing|development)|the issue'?s?\b|"
+    r"goal is \W*not\W* met|\bwe (?:tried|tuned|retuned|measured)\b|load average|quieter moment|"
+    r"while developing|议题|开发时|开发过程|负载平均|我们(?:尝试|试过|调)",
+    re.IGNORECASE,
+)
+
+
+def test_pages_and_readmes_read_as_facts_not_as_a_development_log():
+    pages = [p for p in render_markdown.pages()] + [ROOT / "README.md", ROOT / "README.zh.md"]
+    found = []
+    for path in pages:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            match = DEVELOPMENT_LOG.search(line)
+            if match:
+                found.append(f"{path.relative_to(ROOT)}:{number}: ...{match.group(0)}...")
+    assert not found, "development-log wording (tuning history goes to commit messages):\n" + "\n".join(found)
 
 
 # -- the Chinese edition --------------------------------------------------------------------------

@@ -42,8 +42,9 @@ def test_discriminator_loss_is_binary_cross_entropy():
     assert torch.allclose(gail.discriminator_loss(expert, student), manual, atol=1e-6)
 
 
-def test_gail_gae_matches_a_naive_loop_with_termination_and_truncation():
-    gail = load_algo(GAIL)
+@pytest.mark.parametrize("stem", [GAIL, "bc_cartpole"])  # bc_cartpole: its PPO teacher, GAIL's code
+def test_gail_gae_matches_a_naive_loop_with_termination_and_truncation(stem):
+    gail = load_algo(stem)
     rng = np.random.default_rng(0)
     T, E, gamma, lam = 6, 2, 0.9, 0.8
     ro = {k: torch.tensor(rng.normal(size=(T, E)), dtype=torch.float32) for k in ("values", "next_values")}
@@ -64,9 +65,10 @@ def test_gail_gae_matches_a_naive_loop_with_termination_and_truncation():
     assert torch.allclose(returns, advantages + ro["values"])
 
 
-def test_rollout_bootstraps_truncation_from_the_final_observation():
+@pytest.mark.parametrize("stem", [GAIL, "bc_cartpole"])
+def test_rollout_bootstraps_truncation_from_the_final_observation(stem):
     """A truncated step's next value is V(final obs), not V(reset obs); a terminated one is masked."""
-    gail = load_algo(GAIL)
+    gail = load_algo(stem)
     short = lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1", max_episode_steps=5))  # noqa: E731
     envs = gym.vector.SyncVectorEnv([short], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     agent = gail.Agent(4, 2, 8)
