@@ -37,6 +37,10 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmark"))  # its helpers, also when run.py is imported by the tests
+from algo_loader import read_scalars  # noqa: E402
+from profile_runs import table as profile_table  # noqa: E402
+
 THRESHOLDS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
 PEERS = {
     "dqn_cartpole": "dqn",
@@ -99,9 +103,6 @@ def steps_and_seconds_to(episodes: list, threshold: float | None) -> tuple[float
 
 def read_episodes(run_dir: str, start: float) -> list:
     """[(step, seconds since process start, return)] of every training episode, from TensorBoard."""
-    sys.path.insert(0, str(ROOT / "benchmark"))
-    from algo_loader import read_scalars
-
     points = read_scalars(str(Path(ROOT, run_dir)), "charts/episodic_return")
     return [(step, round(wall - start, 3), round(float(value), 3)) for step, wall, value in points]
 
@@ -591,14 +592,11 @@ def profile_section(path: Path, pages: dict) -> None:
     """The table benchmark/profile_runs.py wrote, when it has been run."""
     if not path.exists():
         return
-    sys.path.insert(0, str(ROOT / "benchmark"))
-    from profile_runs import table
-
     profile = json.loads(path.read_text())
     for lang, lines in pages.items():
         title, text = PROFILE_WORDS[lang]
         lines += [f"## {title}", "", text.format(profile["command"], profile["date"], profile["machine"]), "",
-                  *table(profile), ""]  # fmt: skip
+                  *profile_table(profile), ""]  # fmt: skip
 
 
 # README: one table per family, each with the measure that ranks that family. No steps/s column:
