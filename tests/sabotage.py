@@ -11,7 +11,8 @@ Every algos/<stem>.py has tests/sabotage/<stem>.toml, a list of named sabotages 
 
 For each sabotage the runner copies the repository to a temporary folder, replaces `old` by `new` in the file and in
 every sibling whose SHARED block of the same name holds `old` (so that the shared-block identity test cannot be what
-catches it), and runs the listed fast tests (`-m "not learning"`). The sabotage is caught when one of them fails.
+catches it), and runs the listed fast tests (`-m "not learning"`) in a child forked from the runner, which has
+imported torch and the other heavy modules once. The sabotage is caught when one of them fails.
 A sabotage whose `old` text no longer occurs is itself a failure, so refactors cannot silently disarm the harness.
 
     python tests/sabotage.py                 # every file
@@ -23,18 +24,20 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
 import time
-import tomllib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 SABOTAGE_DIR = ROOT / "tests" / "sabotage"
 COPY = ["algos", "tests", "docs", "benchmark", "pyproject.toml", "mkdocs.yml", "requirements.txt"]
 IGNORE = shutil.ignore_patterns("runs", "out", "__pycache__", "*.pyc", "site", "wandb")
+# Imported once by the runner, before it forks a child per sabotage.
+PRELOAD = ["numpy", "torch", "gymnasium", "tyro", "tqdm", "tensorboard.summary", "pytest", "xdist"]
 MARKER = re.compile(r"\s*# == (SHARED|ALGO|ENV): (\S+) ==")
 
 
@@ -93,36 +96,115 @@ def apply(root: Path, stem: str, sabotage: dict) -> list[str]:
     return changed
 
 
-def run_one(stem: str, sabotage: dict) -> tuple[str, str, float]:
-    """Returns (status, detail, seconds); status is caught, MISSED or ERROR."""
-    start = time.time()
-    tests = sabotage.get("tests") or []
-    if not tests:
-        return "ERROR", "no tests listed", 0.0
-    with tempfile.TemporaryDirectory(prefix=f"sabotage_{stem}_") as tmp:
-        root = Path(tmp)
-        for name in COPY:
-            src = ROOT / name
-            if src.is_dir():
-                shutil.copytree(src, root / name, ignore=IGNORE)
-            elif src.exists():
-                shutil.copy2(src, root / name)
-        try:
-            changed = apply(root, stem, sabotage)
-        except ValueError as error:
-            return "ERROR", str(error), 0.0
-        env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "MPLBACKEND": "Agg"}
-        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not learning", "-p", "no:cacheprovider", "-n", "0", *tests]
-        out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env, timeout=900)
-    seconds = time.time() - start
-    lines = [line for line in out.stdout.splitlines() if line.strip()]
-    tail = lines[-1] if lines else out.stderr.strip()[-200:]
-    if out.returncode == 1:
+def prepare(stem: str, sabotage: dict) -> tuple[Path, list[str]]:
+    """A temporary copy of the repository with the sabotage applied; returns (root, files changed)."""
+    root = Path(tempfile.mkdtemp(prefix=f"sabotage_{stem}_"))
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=IGNORE)
+        elif src.exists():
+            shutil.copy2(src, root / name)
+    try:
+        return root, apply(root, stem, sabotage)
+    except ValueError:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def fork_pytest(root: Path, tests: list[str]) -> int:
+    """Run the listed tests in a child process forked from this one, which has already imported torch, numpy and
+    gymnasium (importing them is most of a short pytest run). The child works in `root`; its output goes to
+    root/pytest.out. Returns the child's pid."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 3
+    try:
+        os.setpgrp()  # one group, so that a timeout also stops the runs the tests start
+        out = os.open(root / "pytest.out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.chdir(root)
+        sys.path[0] = str(root)  # as `python -m pytest` run in root would have it
+        os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true", MPLBACKEND="Agg")
+        import pytest
+
+        code = int(
+            pytest.main(["-x", "-q", "-m", "not learning", "-p", "no:cacheprovider", "-n", "0", *tests])
+        )
+    except BaseException:  # noqa: BLE001 - report whatever happened, then leave without running the parent's code
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def verdict(code: int, output: str, changed: list[str]) -> tuple[str, str]:
+    """(status, detail) from pytest's exit status: caught, MISSED or ERROR."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    tail = lines[-1] if lines else ""
+    if code == 1:
         failed = [line.split(" ")[1] for line in lines if line.startswith("FAILED ")]
-        return "caught", f"by {', '.join(failed) or tail} ({len(changed)} file(s) changed)", seconds
-    if out.returncode == 0:
-        return "MISSED", f"the listed tests pass: {tail}", seconds
-    return "ERROR", f"pytest exit {out.returncode}: {tail}", seconds
+        return "caught", f"by {', '.join(failed) or tail} ({len(changed)} file(s) changed)"
+    if code == 0:
+        return "MISSED", f"the listed tests pass: {tail}"
+    return "ERROR", f"pytest exit {code}: {tail}"
+
+
+def run_all(work: list[tuple[str, dict]], jobs: int, timeout: float = 900.0):
+    """Yield (stem, sabotage, status, detail, seconds) for each sabotage, in order, `jobs` of them at a time.
+    One thread forks and waits for every child: no threads, so forking is safe."""
+    for module in PRELOAD:
+        try:
+            __import__(module)
+        except ImportError:
+            pass
+    pending, running, done = list(enumerate(work)), {}, {}
+    next_index = 0
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                index, (stem, sabotage) = pending.pop(0)
+                start = time.time()
+                if not sabotage.get("tests"):
+                    done[index] = ("ERROR", "no tests listed", 0.0)
+                    continue
+                try:
+                    root, changed = prepare(stem, sabotage)
+                except ValueError as error:
+                    done[index] = ("ERROR", str(error), 0.0)
+                    continue
+                running[fork_pytest(root, sabotage["tests"])] = (index, root, changed, start)
+            for pid, (index, root, changed, start) in list(running.items()):
+                finished, status = os.waitpid(pid, os.WNOHANG)
+                if not finished and time.time() - start > timeout:
+                    os.killpg(pid, 9)
+                    finished, status = os.waitpid(pid, 0)
+                if finished:
+                    del running[pid]
+                    output = (root / "pytest.out").read_text(errors="replace")
+                    shutil.rmtree(root, ignore_errors=True)
+                    done[index] = (
+                        *verdict(os.waitstatus_to_exitcode(status), output, changed),
+                        time.time() - start,
+                    )
+            while next_index in done:
+                stem, sabotage = work[next_index]
+                yield (stem, sabotage, *done.pop(next_index))
+                next_index += 1
+            time.sleep(0.05)
+    finally:  # interrupted: the children run in process groups of their own, so stop them here
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        for pid, (_, root, _, _) in running.items():
+            os.killpg(pid, 9)
+            os.waitpid(pid, 0)
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> int:
@@ -136,13 +218,12 @@ def main() -> int:
     for stem in missing:
         print(f"ERROR   {stem}: no sabotages in tests/sabotage/{stem}.toml", flush=True)
     failures = len(missing)
-    with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool:
-        futures = [(stem, s, pool.submit(run_one, stem, s)) for stem, s in work]
-        for stem, sabotage, future in futures:
-            status, detail, seconds = future.result()
-            failures += status != "caught"
-            print(f"{status:7s} {stem}: {sabotage['name']} ({seconds:.0f} s) {detail}", flush=True)
-    print(f"{len(work) - failures + len(missing)} caught, {failures} not caught or broken, of {len(work)} sabotages")
+    for stem, sabotage, status, detail, seconds in run_all(work, max(1, opts.jobs)):
+        failures += status != "caught"
+        print(f"{status:7s} {stem}: {sabotage['name']} ({seconds:.0f} s) {detail}", flush=True)
+    print(
+        f"{len(work) - failures + len(missing)} caught, {failures} not caught or broken, of {len(work)} sabotages"
+    )
     return 1 if failures else 0
 
 
