@@ -285,22 +285,25 @@ def test_expected_sarsa_loop_uses_its_epsilon(tmp_path):
 
 # ---------------------------------------------------------------- learning (documented results)
 @pytest.mark.learning
-def test_q_learning_walks_the_cliff_edge(tmp_path):
-    summary = run_algo("cliff_q_learning", [], tmp_path)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_q_learning_walks_the_cliff_edge(seed, tmp_path):
+    summary = run_algo("cliff_q_learning", ["--seed", str(seed)], tmp_path)
     assert summary["eval_return_mean"] == -13.0 and summary["path_length"] == 13
 
 
 @pytest.mark.learning
-def test_sarsa_takes_a_safer_path(tmp_path):
-    summary = run_algo("cliff_sarsa", [], tmp_path)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sarsa_takes_a_safer_path(seed, tmp_path):
+    summary = run_algo("cliff_sarsa", ["--seed", str(seed)], tmp_path)
     assert -17.0 <= summary["eval_return_mean"] < -13.0
     assert summary["path_length"] == -summary["eval_return_mean"]  # reaches the goal without a fall
 
 
 @pytest.mark.learning
-def test_dyna_q_finds_the_optimal_path_in_fewer_real_steps(tmp_path):
-    plain = run_algo("cliff_q_learning", [], tmp_path)
-    dyna = run_algo("dyna_q", [], tmp_path)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_dyna_q_finds_the_optimal_path_in_fewer_real_steps(seed, tmp_path):
+    plain = run_algo("cliff_q_learning", ["--seed", str(seed)], tmp_path)
+    dyna = run_algo("dyna_q", ["--seed", str(seed)], tmp_path)
     assert dyna["eval_return_mean"] == -13.0 and dyna["path_length"] == 13
     assert dyna["steps_to_target"] is not None and plain["steps_to_target"] is not None
     assert dyna["steps_to_target"] < plain["steps_to_target"] / 2
