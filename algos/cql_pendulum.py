@@ -89,7 +89,7 @@ class Args:
     policy_lr: float = 1e-3
     """Adam step size of the actor"""
     save_buffer: bool = False
-    """write the replay buffer to `<run dir>/buffer.npz`, the offline dataset cql_pendulum.py reads"""
+    """write the replay buffer to `<run dir>/buffer.npz` (from a Pendulum run: the offline dataset of cql_pendulum.py)"""
     # == ALGO: cql_pendulum ==
     dataset: Optional[str] = None
     """`.npz` with the five KEYS (the `--save-buffer` layout), the whole training data; None: build one"""

@@ -164,7 +164,7 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
             target_param.lerp_(param, tau)
 
 
-# == ALGO: dqn_pendulum ==
+# == ALGO: dueling_dqn_pendulum ==
 def td_target(q_network: nn.Module, target_network: nn.Module, rewards, next_obs, terminations, gamma: float):
     """DQN: y = r + gamma * (1 - terminated) * max_a' Q_target(s', a'), tensors [B] (next_obs [B, O]).
 

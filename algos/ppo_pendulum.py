@@ -1,9 +1,10 @@
 """PPO on Pendulum-v1: the same clipped surrogate and GAE, with a Gaussian policy for continuous actions.
 
-The step from ppo_cartpole: pi(a|s) = N(mu(s), diag(sigma^2)), mu a tanh MLP and log sigma a learned
-vector of its own (state-independent, as in CleanRL's ppo_continuous_action.py). A sample is clipped
-to the Box bounds only when it is sent to the env; the rollout keeps, and the ratio scores, the
-unclipped sample. Rewards are scaled by a constant before GAE, so the critic's error stays small.
+The step from ppo_cartpole: pi(a|s) = N(mu(s), diag(sigma^2)), mu an MLP (tanh hidden layers, linear
+output) and log sigma a learned vector of its own (state-independent, as in CleanRL's
+ppo_continuous_action.py). A sample is clipped to the Box bounds only when it is sent to the env;
+the rollout keeps, and the ratio scores, the unclipped sample. Rewards are scaled by a constant
+before GAE, so the critic's error stays small.
 Paper: https://arxiv.org/abs/1707.06347 (GAE: https://arxiv.org/abs/1506.02438)
 Run:  python algos/ppo_pendulum.py
 Docs: docs/algorithms/ppo_pendulum.md   Parent: ppo_cartpole.py
@@ -119,8 +120,8 @@ def make_env(args: Args) -> gym.vector.VectorEnv:
 
 
 class Agent(nn.Module):
-    """Actor pi(a|s) = N(mu(s), diag(sigma^2)) with mu a tanh MLP and log sigma a learned vector that no state
-    changes; critic V(s), a separate tanh MLP."""
+    """Actor pi(a|s) = N(mu(s), diag(sigma^2)) with mu an MLP (tanh hidden layers, linear output) and log sigma
+    a learned vector that no state changes; critic V(s), a separate tanh MLP."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, init_log_std: float = 0.0):
         super().__init__()

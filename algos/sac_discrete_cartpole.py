@@ -88,7 +88,7 @@ class Args:
     policy_lr: float = 1e-3
     """Adam step size of the actor"""
     save_buffer: bool = False
-    """write the replay buffer to `<run dir>/buffer.npz`, the offline dataset cql_pendulum.py reads"""
+    """write the replay buffer to `<run dir>/buffer.npz` (from a Pendulum run: the offline dataset of cql_pendulum.py)"""
     # == ALGO: sac_discrete_cartpole ==
     alpha: float = 0.2
     """alpha, entropy temperature: its fixed value with `--no-autotune`, its initial value otherwise"""
@@ -204,12 +204,14 @@ def update(actor, critic, target_critic, log_alpha, optimizers, batch, args: Arg
     with torch.no_grad():  # no sampled action to differentiate through: Q(s, .) is a constant here
         q_new = critic(obs).min(dim=0).values  # [B, O] -> [N, B, A] -> [B, A]
     actor_loss = (prob * (alpha * log_prob - q_new)).sum(dim=1).mean()  # E_s sum_a pi(a|s) (...)
+    # DEVIATION: --target-entropy-scale 0.5 by default; the paper uses 0.98 (a near-uniform behaviour policy)
     target_entropy = args.target_entropy_scale * math.log(prob.shape[1])  # H_target = scale * log(A) nats
     log_prob = (prob * log_prob).sum(dim=1)  # [B, A] -> [B], E_a log pi(a|s) = -H(pi(.|s)), exact
     alpha_loss = -(log_alpha * (log_prob.detach() + target_entropy)).mean()  # J(alpha): up when H < target
     actor_optimizer.zero_grad(set_to_none=True)
     (actor_loss + alpha_loss).backward()  # disjoint: each loss detaches the other's variable
     actor_optimizer.step()  # moves log alpha only with --autotune (else it has no gradient)
+    # DEVIATION: SAC's Polyak averaging every step; the paper (on Atari) copies the critic every 8000 steps
     soft_update(target_critic, critic, args.tau)
     return {"q_loss": q_loss, "q_values": q.mean(), "actor_loss": actor_loss, "alpha": alpha}
 

@@ -88,7 +88,7 @@ class Args:
     policy_lr: float = 1e-3
     """Adam step size of the actor"""
     save_buffer: bool = False
-    """write the replay buffer to `<run dir>/buffer.npz`, the offline dataset cql_pendulum.py reads"""
+    """write the replay buffer to `<run dir>/buffer.npz` (from a Pendulum run: the offline dataset of cql_pendulum.py)"""
     # == SHARED: sac_args ==
     log_std_bounds: tuple[float, float] = (-5.0, 2.0)
     """clamp of the actor's log sigma (of the Gaussian before the tanh)"""

@@ -88,7 +88,7 @@ class Args:
     policy_lr: float = 1e-3
     """Adam step size of the actor"""
     save_buffer: bool = False
-    """write the replay buffer to `<run dir>/buffer.npz`, the offline dataset cql_pendulum.py reads"""
+    """write the replay buffer to `<run dir>/buffer.npz` (from a Pendulum run: the offline dataset of cql_pendulum.py)"""
     # == ALGO: td3_pendulum ==
     exploration_noise: float = 0.1
     """sigma of the Gaussian noise added to mu(s) while training, as a fraction of the half-range"""

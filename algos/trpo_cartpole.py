@@ -159,7 +159,8 @@ def compute_gae(
 def surrogate_and_kl(actor: nn.Module, obs, actions, old_logits, advantages) -> tuple[Tensor, Tensor]:
     """The surrogate L(theta) = mean_B[pi(a|s) / pi_old(a|s) * A] and the mean KL(pi_old || pi) over the states;
     obs [B, O], actions and advantages [B], old_logits [B, A] of pi_old, a constant."""
-    dist, old = Categorical(logits=actor(obs), validate_args=False), Categorical(logits=old_logits)  # [B, A]
+    dist = Categorical(logits=actor(obs), validate_args=False)  # [B, A]
+    old = Categorical(logits=old_logits, validate_args=False)  # [B, A]
     ratio = (dist.log_prob(actions) - old.log_prob(actions)).exp()  # [B] pi / pi_old, 1 at theta_old
     return (ratio * advantages).mean(), kl_divergence(old, dist).mean()
 
