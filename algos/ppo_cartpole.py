@@ -76,7 +76,7 @@ class Args:
     """T, steps per environment in each rollout (one rollout, then the update); at least 2"""
     hidden_dim: int = 64
     """units in each of the two hidden layers of the actor and of the critic"""
-    learning_rate: float = 3e-3
+    learning_rate: float = 2e-3
     """Adam step size, annealed linearly to 0 over `total_steps` when `anneal_lr`"""
     anneal_lr: bool = True
     """decay the learning rate linearly to 0 at `total_steps`"""
