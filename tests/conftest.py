@@ -20,6 +20,14 @@ SUMMARY_KEYS = {
 }  # fmt: skip
 
 
+def default_signals() -> None:
+    """preexec_fn of a run the test will stop: Ctrl-C and SIGTERM as a terminal delivers them, even when the suite
+    itself runs as a background job (`cmd &` in a script starts it with SIGINT ignored, which the child inherits and
+    the files keep, by design)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def load_algo(stem: str):
     """Import algos/<stem>.py as a fresh module (the files are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(f"algo_{stem}", ROOT / "algos" / f"{stem}.py")

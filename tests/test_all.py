@@ -22,7 +22,17 @@ import typing
 
 import pytest
 import tomllib
-from conftest import ALGOS, ROOT, STEMS, TIME_KEYS, assert_summary, load_algo, run_algo, smoke_args
+from conftest import (
+    ALGOS,
+    ROOT,
+    STEMS,
+    TIME_KEYS,
+    assert_summary,
+    default_signals,
+    load_algo,
+    run_algo,
+    smoke_args,
+)
 
 PROBABILITY_FIELDS = {"gamma", "epsilon", "tau", "gae_lambda", "start_e", "end_e", "exploration_fraction"}
 POSITIVE_INT_FIELDS = {"batch_size", "num_envs", "num_minibatches", "buffer_size", "hidden_dim"}
@@ -228,7 +238,7 @@ def test_ctrl_c_evaluates_and_says_interrupted(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, f"algos/{stem}.py", "--total-steps", "10000000", "--runs-dir", str(tmp_path),
          "--eval-episodes", "1", "--save-model"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals,
     )  # fmt: skip
     deadline = time.time() + 60
     while not any(tmp_path.iterdir()) and time.time() < deadline:
@@ -386,7 +396,7 @@ def test_sigterm_then_ctrl_c_twice_leaves_a_result(stem, tmp_path):
     ]
     proc = subprocess.Popen(
         [sys.executable, f"algos/{stem}.py", *smoke_args(stem), *long, "--no-progress"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals,
     )  # fmt: skip
     deadline = time.time() + 120
     while not any(tmp_path.iterdir()) and time.time() < deadline and proc.poll() is None:
