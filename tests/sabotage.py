@@ -129,7 +129,6 @@ def fork_pytest(root: Path, tests: list[str]) -> int:
         os.dup2(out, 2)
         os.chdir(root)
         sys.path[0] = str(root)  # as `python -m pytest` run in root would have it
-        os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true", MPLBACKEND="Agg")
         import pytest
 
         code = int(
@@ -165,6 +164,7 @@ def run_all(work: list[tuple[str, dict]], jobs: int, timeout: float = 900.0):
             __import__(module)
         except ImportError:
             pass
+    os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true", MPLBACKEND="Agg")  # every child inherits it
     pending, running, done = list(enumerate(work)), {}, {}
     next_index = 0
     try:
