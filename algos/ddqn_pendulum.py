@@ -109,6 +109,8 @@ def make_env(args: Args, render_mode: Optional[str] = None) -> gym.Env:
     low, high = float(env.action_space.low[0]), float(env.action_space.high[0])
     step = (high - low) / (args.n_actions - 1)  # action a is the torque low + a * step
     discrete = gym.spaces.Discrete(args.n_actions)
+    if env.observation_space.dtype != np.float32:  # MuJoCo observes float64; the networks are float32
+        env = gym.wrappers.DtypeObservation(env, np.float32)
     return gym.wrappers.TransformAction(env, lambda a: np.float32([low + a * step]), discrete)  # a -> [1]
 
 

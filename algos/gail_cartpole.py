@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Callable, NoReturn, Optional
+from typing import Callable, Literal, NoReturn, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -101,6 +101,9 @@ class Args:
     """discriminator gradient steps per rollout, each on `--batch-size` expert and student pairs"""
     batch_size: int = 256
     """pairs from each side (expert, student) in one discriminator gradient step"""
+    reward_form: Literal["positive", "negative"] = "positive"
+    """positive: r = -log(1 - D) > 0, GAIL's, a bonus for every step (right where lasting is the task, as on
+    CartPole); negative: r = log D < 0, a cost for every step (right where ending the episode is, as on Acrobot)"""
 
 
 def make_env(env_id: str, seed: int, video_dir: Optional[str] = None) -> Callable[[], gym.Env]:
@@ -154,8 +157,12 @@ def discriminator_loss(expert_logits: torch.Tensor, student_logits: torch.Tensor
     return expert + F.binary_cross_entropy_with_logits(student_logits, torch.zeros_like(student_logits))
 
 
-def discriminator_reward(logits: torch.Tensor) -> torch.Tensor:
-    """r(s, a) = -log(1 - D(s, a)) = softplus(logit) > 0: a function of D alone, never of the env reward."""
+def discriminator_reward(logits: torch.Tensor, form: str = "positive") -> torch.Tensor:
+    """r(s, a) = -log(1 - D(s, a)) = softplus(logit) > 0, or with form "negative" log D(s, a) = -softplus(-logit)
+    < 0: a function of D alone, never of the env reward. Both grow with D; they differ in the sign, which decides
+    whether a longer episode earns more (positive) or less (negative): the absorbing-state bias of either."""
+    if form == "negative":
+        return -F.softplus(-logits)  # [T, E] -> [T, E]
     return F.softplus(logits)  # [T, E] -> [T, E]
 
 
@@ -317,7 +324,7 @@ def main(args: Args) -> dict:
         )
         with torch.no_grad():
             student_logits = discriminator(ro["obs"], ro["actions"])  # [T, E, O], [T, E] -> [T, E]
-            rewards = discriminator_reward(student_logits)  # [T, E]: the student's only reward
+            rewards = discriminator_reward(student_logits, args.reward_form)  # [T, E]: the only reward
             acc_expert = (discriminator(expert_obs, expert_actions) > 0).float().mean().item()  # [N] -> ()
             acc_student = (student_logits < 0).float().mean().item()  # [T, E] -> ()
         advantages, returns = compute_gae(rewards, ro, args.gamma, args.gae_lambda)  # [T, E] each

@@ -82,6 +82,9 @@ class Args:
     """log sigma at the start, the same for every action dimension (0: sigma = 1 action unit)"""
     reward_scale: float = 0.1
     """the rewards are multiplied by this before GAE and the critic see them (logged returns are unscaled)"""
+    norm_obs: bool = False
+    """feed the networks (s - mean) / std, clipped to +-10, with mean and variance running over the training
+    observations (frozen at evaluation); kept in model.pt, so `--load-model` needs the same setting"""
     learning_rate: float = 1e-3
     """Adam step size, annealed linearly to 0 over `total_steps` when `anneal_lr`"""
     anneal_lr: bool = True
@@ -119,13 +122,38 @@ def make_env(args: Args) -> gym.vector.VectorEnv:
     return envs
 
 
+class RunningNorm(nn.Module):
+    """x -> (x - mean) / sqrt(var + 1e-8), clipped to +-10, where mean and var run over every batch given to
+    `update` (the parallel-variance rule of Chan et al.); an identity when not `active`. Buffers, not
+    parameters: the optimizer never moves them, the state_dict saves them."""
+
+    def __init__(self, dim: int, active: bool):
+        super().__init__()
+        self.active = active
+        self.register_buffer("mean", torch.zeros(dim))  # [O]
+        self.register_buffer("var", torch.ones(dim))  # [O]
+        self.register_buffer("count", torch.tensor(1e-4))  # observations seen (a tiny prior)
+
+    def update(self, x: Tensor) -> None:
+        n, delta = x.shape[0], x.mean(0) - self.mean  # [N, O] -> [O]
+        total = self.count + n
+        sum_sq = self.var * self.count + x.var(0, unbiased=False) * n + delta**2 * self.count * n / total
+        self.var.copy_(sum_sq / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ((x - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-10.0, 10.0) if self.active else x
+
+
 class Agent(nn.Module):
     """Actor pi(a|s) = N(mu(s), diag(sigma^2)) with mu an MLP (tanh hidden layers, linear output) and log sigma
-    a learned vector that no state changes; critic V(s), a separate tanh MLP."""
+    a learned vector that no state changes; critic V(s), a separate tanh MLP. Both see the normalised s."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, init_log_std: float = 0.0):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, init_log_std=0.0, norm_obs=False):
         super().__init__()
         h = hidden_dim
+        self.obs_norm = RunningNorm(obs_dim, norm_obs)
         self.actor, self.critic = (
             nn.Sequential(nn.Linear(obs_dim, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh(), nn.Linear(h, out_dim))
             for out_dim in (act_dim, 1)
@@ -133,12 +161,15 @@ class Agent(nn.Module):
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))  # [A] log sigma
 
     def policy(self, obs: Tensor) -> Independent:
-        mean = self.actor(obs)  # [..., O] -> [..., A] mu(s)
+        mean = self.actor(self.obs_norm(obs))  # [..., O] -> [..., A] mu(s)
         # Independent(..., 1): log_prob and entropy sum over the A action dimensions -> [...]
         return Independent(Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False), 1)
 
+    def value(self, obs: Tensor) -> Tensor:
+        return self.critic(self.obs_norm(obs)).squeeze(-1)  # [..., O] -> [...] V(s)
+
     def forward(self, obs: Tensor) -> tuple[Independent, Tensor]:
-        return self.policy(obs), self.critic(obs).squeeze(-1)  # [...] over [..., A], [...]
+        return self.policy(obs), self.value(obs)  # [...] over [..., A], [...]
 
 
 def compute_gae(
@@ -211,7 +242,7 @@ def evaluate(agent: Agent, args: Args, run_dir: str, device: torch.device, stop)
         episode_return, done = 0.0, False
         while not done and not stop.is_set():
             with torch.no_grad():
-                mean = agent.actor(torch.as_tensor(obs, dtype=torch.float32, device=device))  # [O] -> [A]
+                mean = agent.policy(torch.as_tensor(obs, dtype=torch.float32, device=device)).mean  # [A]
             action = np.clip(mean.cpu().numpy(), env.action_space.low, env.action_space.high)  # [A]
             obs, reward, terminated, truncated, _ = env.step(action)
             episode_return, done = episode_return + float(reward), terminated or truncated
@@ -232,7 +263,7 @@ def main(args: Args) -> dict:
     check_memory((T + 1) * E * (2 * obs_dim + 2 * act_dim + 12 + 8 * h) * 4 + 32 * h * (obs_dim + h + act_dim),
                  "--num-steps, --num-envs and --hidden-dim")  # fmt: skip
     envs = make_env(args)
-    agent = Agent(obs_dim, act_dim, h, args.init_log_std).to(device)
+    agent = Agent(obs_dim, act_dim, h, args.init_log_std, args.norm_obs).to(device)
     if args.load_model:
         load_model(args.load_model, device, agent=agent)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, fused=True)
@@ -252,6 +283,8 @@ def main(args: Args) -> dict:
             # action ignored). It joins two episodes, so it is marked invalid and never trained on.
             obs_buf[step], valid_buf[step] = next_obs, ~next_done
             with torch.no_grad():
+                if args.norm_obs:  # the statistics move during the rollout; the update sees them fixed
+                    agent.obs_norm.update(torch.as_tensor(next_obs, device=device))
                 dist = agent.policy(torch.as_tensor(next_obs, device=device))  # [E, O] -> over [E, A]
             actions_buf[step] = dist.sample().cpu().numpy()  # [E, A] kept unclipped: the ratio scores these
             # the env gets the sample clipped to its bounds, no tanh squashing (CleanRL's choice)
@@ -268,7 +301,7 @@ def main(args: Args) -> dict:
                  "terminations": terminations_buf, "dones": dones_buf, "valid": valid_buf}  # fmt: skip
         batch = {name: torch.from_numpy(array).to(device) for name, array in batch.items()}
         with torch.no_grad():  # values[t + 1] is V(final obs) where step t ended an episode
-            batch["values"] = agent.critic(batch["obs"]).squeeze(-1)  # [T+1, E, O] -> [T+1, E]
+            batch["values"] = agent.value(batch["obs"])  # [T+1, E, O] -> [T+1, E]
             log_pi = agent.policy(batch["obs"][:T]).log_prob(batch["actions"])  # [T, E, A] -> [T, E]
         batch["obs"], batch["logprobs"] = batch["obs"][:T], log_pi  # [T, E, O], [T, E] log pi(a|s)
         losses = update(agent, optimizer, batch, args, stop)

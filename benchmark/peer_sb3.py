@@ -5,7 +5,11 @@ python benchmark/peer_sb3.py --algo dqn --env-id CartPole-v1 --seed 1 --out DIR 
 Writes DIR/episodes.csv (step, unix time, return of each training episode) and prints one JSON
 line like the algos/ files' summary. Training stops early once the mean of the last 10 training
 episodes reaches --stop-at (the benchmark only needs the time to threshold). The hyperparameters
-are read from the installed rl_zoo3 package's hyperparams/<algo>.yml, not copied by hand.
+are read from the installed rl_zoo3 package's hyperparams/<algo>.yml, not copied by hand; `--zoo-env`
+reads another id's entry (the zoo tunes HalfCheetah-v4, we run v5), `--zoo-env none` takes SB3's
+defaults where the zoo has no entry. The zoo's `normalize` is applied as its VecNormalize. With
+`--eval-episodes N` the deterministic policy is evaluated after training, as the algos/ files do:
+episode starts drawn from numpy.random.default_rng([seed, 1]), never a training reset's.
 """
 
 import argparse
@@ -19,6 +23,8 @@ import yaml
 
 
 def zoo_hyperparams(algo: str, env_id: str) -> dict:
+    if env_id == "none":  # no zoo entry: SB3's own defaults
+        return {"policy": "MlpPolicy"}
     path = importlib.resources.files("rl_zoo3") / "hyperparams" / f"{algo}.yml"
     return dict(yaml.safe_load(path.read_text())[env_id])
 
@@ -40,6 +46,10 @@ def main() -> None:
     parser.add_argument("--total-steps", type=int, default=None, help="default: the zoo's n_timesteps")
     parser.add_argument("--stop-at", type=float, default=None, help="stop when the last-10 mean reaches it")
     parser.add_argument(
+        "--zoo-env", default=None, help="read the zoo's entry of this id ('none': SB3 defaults)"
+    )
+    parser.add_argument("--eval-episodes", type=int, default=0, help="deterministic episodes after training")
+    parser.add_argument(
         "--torch-threads", type=int, default=1, help="as the algos/ files (their default is 1)"
     )
     cli = parser.parse_args()
@@ -52,7 +62,8 @@ def main() -> None:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.noise import NormalActionNoise
 
-    hp = zoo_hyperparams(cli.algo, cli.env_id)
+    zoo_env = cli.zoo_env or cli.env_id
+    hp = zoo_hyperparams(cli.algo, zoo_env)
     total_steps = int(cli.total_steps or hp.pop("n_timesteps"))
     hp.pop("n_timesteps", None)
     n_envs = hp.pop("n_envs", 1)
@@ -63,7 +74,13 @@ def main() -> None:
     if "policy_kwargs" in hp:
         hp["policy_kwargs"] = eval(hp["policy_kwargs"])  # the zoo's own format: "dict(net_arch=[...])"
     noise_type, noise_std = hp.pop("noise_type", None), hp.pop("noise_std", None)
+    normalize = hp.pop("normalize", False)
     env = make_vec_env(cli.env_id, n_envs=n_envs, seed=cli.seed)
+    if normalize:  # rl-zoo3 wraps these in VecNormalize: True, or a dict of its keyword arguments
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        kwargs = eval(normalize) if isinstance(normalize, str) else {}
+        env = VecNormalize(env, gamma=hp.get("gamma", 0.99), **kwargs)
     if noise_type == "normal":
         dim = env.action_space.shape[0]
         hp["action_noise"] = NormalActionNoise(np.zeros(dim), noise_std * np.ones(dim))
@@ -93,8 +110,30 @@ def main() -> None:
     steps = model.num_timesteps
     summary = {"algo": f"sb3_{cli.algo}", "env_id": cli.env_id, "seed": cli.seed, "total_steps": steps,
                "train_seconds": round(seconds, 3), "steps_per_second": round(steps / seconds, 1),
-               "hyperparams": {k: str(v) for k, v in zoo_hyperparams(cli.algo, cli.env_id).items()}}  # fmt: skip
+               "zoo_env": zoo_env, "hyperparams": {k: str(v) for k, v in zoo_hyperparams(cli.algo, zoo_env).items()}}  # fmt: skip
+    if cli.eval_episodes:
+        returns = evaluate(model, env if normalize else None, cli.env_id, cli.seed, cli.eval_episodes)
+        summary.update(eval_return_mean=float(np.mean(returns)), eval_return_std=float(np.std(returns)),
+                       eval_episodes=len(returns))  # fmt: skip
     print(json.dumps(summary), flush=True)
+
+
+def evaluate(model, vec_normalize, env_id: str, seed: int, episodes: int) -> list[float]:
+    """Deterministic returns on start states of the evaluation's own (the algos/ files' scheme)."""
+    import gymnasium as gym
+
+    env, seeds, returns = gym.make(env_id), np.random.default_rng([seed, 1]), []
+    for _ in range(episodes):
+        obs, _ = env.reset(seed=int(seeds.integers(2**31)))
+        total, done = 0.0, False
+        while not done:
+            x = vec_normalize.normalize_obs(obs[None]) if vec_normalize is not None else obs[None]
+            action, _ = model.predict(x, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action[0])
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+    env.close()
+    return returns
 
 
 if __name__ == "__main__":

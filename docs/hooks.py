@@ -10,7 +10,9 @@ Directives, written in a page's markdown (the page `algorithms/<stem>.md` docume
 - `{{ source() }}`         the whole file, folded
 - `{{ results() }}`        per-seed results of this file from `benchmark/results/<stem>.json`
                            (written by `benchmark/run.py`): the command once, median and worst, steps
-                           and seconds to the threshold, the Stable-Baselines3 peer, the curve
+                           and seconds to the threshold, the Stable-Baselines3 peer, the curve; then
+                           the file's commands on other environments (`benchmark/harder.toml`) with
+                           what `benchmark/harder.py` measured of them
 - `{{ sabotages() }}`      the named sabotages of this file's defining parts, from
                            `tests/sabotage/<stem>.toml` (what each breaks, the test that catches it, the change)
 
@@ -118,8 +120,14 @@ def results(stem: str, lang: str = "en") -> str:
     path = ROOT / "benchmark" / "results" / f"{stem}.json"
     if not path.exists():
         if zh:
-            return f"*尚未进行基准测试：运行 `python benchmark/run.py --algos {stem}` 即可填入本节。*"
-        return f"*Not benchmarked yet: `python benchmark/run.py --algos {stem}` fills this section.*"
+            return (
+                f"*尚未进行基准测试：运行 `python benchmark/run.py --algos {stem}` 即可填入本节。*"
+                + other_environments(stem, lang)
+            )
+        return (
+            f"*Not benchmarked yet: `python benchmark/run.py --algos {stem}` fills this section.*"
+            + other_environments(stem, lang)
+        )
     data = json.loads(path.read_text())
     records = [  # failed runs carry "error", interrupted ones a null evaluation: neither is a result
         r for r in data["records"] if "summary" in r and r["summary"].get("eval_return_mean") is not None
@@ -188,7 +196,18 @@ def results(stem: str, lang: str = "en") -> str:
     if (ROOT / "docs" / "figures" / f"{stem}.gif").exists():
         alt = f"训练后的 {stem}" if zh else f"{stem} after training"
         text += ["", f"![{alt}](../figures/{stem}.gif)"]
-    return "\n".join(text)
+    return "\n".join(text) + other_environments(stem, lang)
+
+
+def other_environments(stem: str, lang: str) -> str:
+    """The file's flag sets on other environments and their results (benchmark/harder.py), if it has any."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmark"))
+    import harder
+
+    block = harder.page_block(stem, lang)
+    return f"\n\n{block}" if block else ""
 
 
 def run_options(command: str) -> str:

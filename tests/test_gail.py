@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_bad_files_rejected, load_algo, run_algo, smoke_args
+from torch.nn.functional import softplus
 
 GAIL = "gail_cartpole"
 
@@ -33,6 +34,16 @@ def test_discriminator_reward_is_minus_log_one_minus_d():
     reward = gail.discriminator_reward(logits)
     assert torch.allclose(reward[:4].double(), expected[:4], atol=1e-6)
     assert (reward > 0).all() and torch.isfinite(reward).all()  # a survival bonus, finite even when D -> 1
+
+
+def test_negative_reward_form_is_log_d():
+    gail = load_algo(GAIL)
+    logits = torch.tensor([-30.0, -1.0, 0.0, 2.0, 20.0])
+    reward = gail.discriminator_reward(logits, "negative")
+    assert torch.allclose(reward.double(), torch.log(torch.sigmoid(logits.double())), atol=1e-6)
+    assert (
+        (reward < 0).all() and torch.isfinite(reward).all() and (reward.diff() > 0).all()
+    )  # a cost, less like D
 
 
 def test_discriminator_loss_is_binary_cross_entropy():
@@ -165,9 +176,10 @@ def test_update_discriminator_tells_the_expert_from_the_student():
     assert gap() > before + 0.3 and loss.item() < 2 * math.log(2)
 
 
-def test_student_is_paid_by_the_trained_discriminator(tmp_path, monkeypatch):
-    """In main: every rollout's rewards are -log(1 - D(s, a)) under the discriminator just updated, and
-    that discriminator moves, towards scoring the expert's pairs above the student's."""
+@pytest.mark.parametrize("form", ["positive", "negative"])
+def test_student_is_paid_by_the_trained_discriminator(form, tmp_path, monkeypatch):
+    """In main: every rollout's rewards are -log(1 - D(s, a)) (`--reward-form negative`: log D(s, a)) under the
+    discriminator just updated, and that discriminator moves, towards scoring the expert's pairs above the student's."""
     gail = load_algo(GAIL)
     made, seen = [], []
 
@@ -178,7 +190,8 @@ def test_student_is_paid_by_the_trained_discriminator(tmp_path, monkeypatch):
 
     def spy_gae(rewards, ro, gamma, gae_lambda):
         with torch.no_grad():
-            expected = torch.nn.functional.softplus(made[0][0](ro["obs"], ro["actions"]))  # -log(1 - D)
+            logits = made[0][0](ro["obs"], ro["actions"])
+            expected = softplus(logits) if form == "positive" else -softplus(-logits)  # -log(1 - D) or log D
         seen.append((rewards.clone(), expected, ro["obs"].clone(), ro["actions"].clone()))
         return original_gae(rewards, ro, gamma, gae_lambda)
 
@@ -187,7 +200,8 @@ def test_student_is_paid_by_the_trained_discriminator(tmp_path, monkeypatch):
     monkeypatch.setattr(gail, "compute_gae", spy_gae)
     path = expert_file(tmp_path)
     argv = [*smoke_args(GAIL), "--total-steps", "768", "--expert-data", path, "--disc-learning-rate", "3e-3"]
-    summary = call_main(gail, [*argv, "--disc-updates", "8", "--runs-dir", str(tmp_path / "runs")])
+    argv += ["--reward-form", form, "--disc-updates", "8", "--runs-dir", str(tmp_path / "runs")]
+    summary = call_main(gail, argv)
     assert summary["num_updates"] == 3 and len(seen) == 3
     for rewards, expected, _, _ in seen:
         assert rewards.std() > 0 and torch.allclose(rewards, expected, atol=1e-5)

@@ -543,6 +543,51 @@ def test_ppo_pendulum_update_moves_the_mean_toward_the_better_action():
     assert after.actor(torch.ones(3)).item() > agent.actor(torch.ones(3)).item()
 
 
+def test_ppo_pendulum_running_norm_matches_the_mean_and_variance_of_everything_seen():
+    module = load_algo("ppo_pendulum")
+    norm, off = module.RunningNorm(3, active=True), module.RunningNorm(3, active=False)
+    batches = [
+        torch.randn(n, 3) * torch.tensor([1.0, 5.0, 0.1]) + torch.tensor([2.0, -3.0, 0.5])
+        for n in (4, 7, 1, 20)
+    ]
+    for x in batches:
+        norm.update(x)
+    seen = torch.cat(batches)
+    assert torch.allclose(norm.mean, seen.mean(0), atol=1e-4) and norm.count.item() == pytest.approx(
+        32, abs=1e-3
+    )
+    assert torch.allclose(norm.var, seen.var(0, unbiased=False), rtol=1e-3)
+    z = norm(seen)
+    assert torch.allclose(z.mean(0), torch.zeros(3), atol=1e-3) and torch.allclose(
+        z.std(0, unbiased=False), torch.ones(3), atol=1e-2
+    )
+    assert torch.equal(off(seen), seen)
+    assert norm(torch.full((1, 3), 1e6)).max().item() == 10.0  # clipped
+    assert not list(norm.parameters()) and {"mean", "var", "count"} <= set(norm.state_dict())
+
+
+def test_ppo_pendulum_norm_obs_statistics_are_learned_saved_and_restored(tmp_path):
+    """--norm-obs: the networks see normalised states during training and evaluation; the statistics of
+    the training observations go into model.pt, and --load-model restores them (the same evaluation)."""
+    argv = ["--total-steps", "256", "--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2",
+            "--eval-episodes", "1", "--norm-obs", "--init-log-std", "-1.0"]  # fmt: skip
+    saved = run_algo("ppo_pendulum", [*argv, "--save-model"], tmp_path / "a")
+    state = torch.load(f"{saved['run_dir']}/model.pt", weights_only=True)["agent"]
+    assert state["obs_norm.count"].item() == pytest.approx(256, abs=1e-3), state["obs_norm.count"]
+    assert state["obs_norm.var"][2].item() > 0.1 and abs(state["obs_norm.mean"][2].item()) < 8.0, (
+        state
+    )  # angular speed
+    model = f"{saved['run_dir']}/model.pt"
+    loaded = run_algo("ppo_pendulum", [*argv, "--load-model", model, "--total-steps", "0"], tmp_path / "b")
+    assert loaded["eval_return_mean"] == pytest.approx(saved["eval_return_mean"])
+    raw = run_algo(
+        "ppo_pendulum", [*argv, "--load-model", model, "--total-steps", "0", "--no-norm-obs"], tmp_path / "c"
+    )
+    assert raw["eval_return_mean"] != pytest.approx(saved["eval_return_mean"]), (
+        "the statistics changed nothing"
+    )
+
+
 # ---------------------------------------------------------------- learning (defaults)
 @pytest.mark.learning
 @pytest.mark.parametrize(
