@@ -1,8 +1,9 @@
 """GAIL: generative adversarial imitation learning on CartPole, without the environment's reward.
 
 PPO with a learned reward: a discriminator D(s, a) learns to tell expert (state, action) pairs from the
-student's, and PPO trains the student on r = -log(1 - D(s, a)) alone: it is paid for looking like the
-expert. The expert is a PPO teacher trained first on the true reward, then discarded (or `--expert-data`).
+student's, and PPO trains the student on r = -log(1 - D(s, a)) alone (or log D, `--reward-form negative`):
+it is paid for looking like the expert. The expert is a PPO teacher trained first on the true reward, then
+discarded (or `--expert-data`).
 Paper: Ho & Ermon 2016, https://arxiv.org/abs/1606.03476   Run: python algos/gail_cartpole.py
 Docs: docs/algorithms/gail_cartpole.md   Parent: ppo_cartpole.py (PPO with the discriminator's reward)
 Shapes: T steps, E envs, B batch (T*E), M minibatch, N expert transitions, O obs dim, A actions.
@@ -103,7 +104,8 @@ class Args:
     """pairs from each side (expert, student) in one discriminator gradient step"""
     reward_form: Literal["positive", "negative"] = "positive"
     """positive: r = -log(1 - D) > 0, GAIL's, a bonus for every step (right where lasting is the task, as on
-    CartPole); negative: r = log D < 0, a cost for every step (right where ending the episode is, as on Acrobot)"""
+    CartPole); negative: r = log D < 0, a cost for every step (right where ending the episode is the goal, as on
+    Acrobot)"""
 
 
 def make_env(env_id: str, seed: int, video_dir: Optional[str] = None) -> Callable[[], gym.Env]:

@@ -150,7 +150,9 @@ class Agent(nn.Module):
     """Actor pi(a|s) = N(mu(s), diag(sigma^2)) with mu an MLP (tanh hidden layers, linear output) and log sigma
     a learned vector that no state changes; critic V(s), a separate tanh MLP. Both see the normalised s."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, init_log_std=0.0, norm_obs=False):
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden_dim: int, init_log_std: float = 0.0, norm_obs: bool = False
+    ):
         super().__init__()
         h = hidden_dim
         self.obs_norm = RunningNorm(obs_dim, norm_obs)
@@ -266,6 +268,8 @@ def main(args: Args) -> dict:
     agent = Agent(obs_dim, act_dim, h, args.init_log_std, args.norm_obs).to(device)
     if args.load_model:
         load_model(args.load_model, device, agent=agent)
+        if agent.obs_norm.count.item() > 1e-3 and not args.norm_obs:  # statistics saved, but not to be used
+            fail(f"--load-model {args.load_model!r} was trained with --norm-obs: give --norm-obs")
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, fused=True)
     obs_buf = np.zeros((T + 1, E, obs_dim), dtype=np.float32)  # [T+1, E, O] s_0 .. s_T
     actions_buf = np.zeros((T, E, act_dim), dtype=np.float32)  # [T, E, A] the samples, before clipping
@@ -283,8 +287,6 @@ def main(args: Args) -> dict:
             # action ignored). It joins two episodes, so it is marked invalid and never trained on.
             obs_buf[step], valid_buf[step] = next_obs, ~next_done
             with torch.no_grad():
-                if args.norm_obs:  # the statistics move during the rollout; the update sees them fixed
-                    agent.obs_norm.update(torch.as_tensor(next_obs, device=device))
                 dist = agent.policy(torch.as_tensor(next_obs, device=device))  # [E, O] -> over [E, A]
             actions_buf[step] = dist.sample().cpu().numpy()  # [E, A] kept unclipped: the ratio scores these
             # the env gets the sample clipped to its bounds, no tanh squashing (CleanRL's choice)
@@ -306,6 +308,8 @@ def main(args: Args) -> dict:
         batch["obs"], batch["logprobs"] = batch["obs"][:T], log_pi  # [T, E, O], [T, E] log pi(a|s)
         losses = update(agent, optimizer, batch, args, stop)
         num_updates += 1
+        if args.norm_obs:  # after the update: the rollout, pi_old and the update all saw the same statistics
+            agent.obs_norm.update(batch["obs"].flatten(0, 1))  # [T, E, O] -> [T*E, O]
         if not torch.isfinite(losses["loss"]):
             fail(f"loss is {losses['loss'].item()} at step {global_step}")
         for name, value in losses.items():

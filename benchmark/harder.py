@@ -87,11 +87,13 @@ def summarise(result: dict | None, threshold: float | None) -> dict | None:
     evals = [
         r["summary"]["eval_return_mean"] for r in records if r["summary"].get("eval_return_mean") is not None
     ]
-    reached = [r for r in records if r.get("steps_to_threshold") is not None]
+    # steps to the threshold now in the TOML, from the stored training episodes (not the value at run time)
+    steps = [run.steps_and_seconds_to(r.get("episodes", []), threshold)[0] for r in records]
+    reached = [s for s in steps if s is not None]
     return {"seeds": [r["seed"] for r in result["records"]], "finished": len(records),
             "eval_median": run.median(evals), "eval_worst": min(evals) if evals else None,
             "reached": len(reached) if threshold is not None else None,
-            "steps_to_threshold": run.median([r["steps_to_threshold"] for r in reached]),
+            "steps_to_threshold": run.median(reached),
             "date": result.get("date"), "machine": result.get("machine")}  # fmt: skip
 
 
@@ -116,7 +118,8 @@ WORDS = {
                      "mean of the last 10 training episodes reached the threshold ({}), with the median steps "
                      "to it. The peer is Stable-Baselines3 with rl-zoo3's tuned settings for that task (SB3's "
                      "defaults where the zoo tunes none, marked), given the same step budget and evaluated the "
-                     "same way, one torch thread as ours."],
+                     "same way, one torch thread as ours. The zoo tuned those settings for its own budget, "
+                     "often 10^6 steps; at ours they may not have reached what they were tuned for."],
            "header": ["file", "env", "flags", "eval, median (worst)", "solved, steps", "SB3 peer", "peer eval",
                       "peer solved, steps"],
            "not_run": "not run yet", "defaults": "{} (SB3 defaults)", "made": "Measured {}.",
@@ -125,7 +128,7 @@ WORDS = {
            "page": ["### Other environments", "",
                     "Flags to start from on other environments (from `benchmark/harder.toml`; the "
                     "[harder environments](../harder.md) page has every file's rows):"],
-           "row": "{}: eval {} over {} seeds{}{}.", "not_run_line": "{}: not run yet (`{}`).", "solved": "; solved on {} of {} (median {} steps)",
+           "row": "{}: eval {} over {} seeds{}{}.", "failed": "; {} failed", "not_run_line": "{}: not run yet (`{}`).", "solved": "; solved on {} of {} (median {} steps)",
            "peer": "; SB3 {} at the same budget: {}"},
     "zh": {"title": "# 更难的环境",
            "intro": ["由 `benchmark/harder.py` 根据 `benchmark/harder.toml` 和 `benchmark/results/harder/` 生成，"
@@ -134,7 +137,8 @@ WORDS = {
                      "评估：确定性策略在评估专用的初始状态上跑 10 个回合，取各种子的中位数（最差值）。"
                      "解决：最近 10 个训练回合的平均回报达到阈值（{}）的种子数，以及到达阈值的步数中位数。"
                      "对照是使用 rl-zoo3 为该任务调好的超参数的 Stable-Baselines3（zoo 没有调过的任务用 SB3 "
-                     "默认值，并注明），给相同的步数预算、用同样方式评估，与我们一样只用 1 个 torch 线程。"],
+                     "默认值，并注明），给相同的步数预算、用同样方式评估，与我们一样只用 1 个 torch 线程。"
+                     "zoo 的这些超参数是为它自己的预算（常为 10^6 步）调的；在我们的预算下，它们未必达到调参时的水平。"],
            "header": ["文件", "环境", "参数", "评估：中位数（最差）", "解决，步数", "SB3 对照", "对照评估",
                       "对照解决，步数"],
            "not_run": "尚未运行", "defaults": "{}（SB3 默认值）", "made": "测量于 {}。",
@@ -143,7 +147,7 @@ WORDS = {
            "page": ["### 其他环境", "",
                     "在其他环境上起步用的参数（来自 `benchmark/harder.toml`；[更难的环境](../harder.md)"
                     "页面列出所有文件的结果）："],
-           "row": "{}：评估 {}，共 {} 个种子{}{}。", "not_run_line": "{}：尚未运行（`{}`）。", "solved": "；{}/{} 个种子解决（中位数 {} 步）",
+           "row": "{}：评估 {}，共 {} 个种子{}{}。", "failed": "；{} 个失败", "not_run_line": "{}：尚未运行（`{}`）。", "solved": "；{}/{} 个种子解决（中位数 {} 步）",
            "peer": "；相同预算下的 SB3 {}：{}"},
 }  # fmt: skip
 
@@ -151,7 +155,9 @@ WORDS = {
 def eval_cell(summary: dict | None, words: dict) -> str:
     if summary is None:
         return words["not_run"]
-    return f"{run.fmt(summary['eval_median'])} ({run.fmt(summary['eval_worst'])})"
+    failed = len(summary["seeds"]) - summary["finished"]
+    cell = f"{run.fmt(summary['eval_median'])} ({run.fmt(summary['eval_worst'])})"
+    return cell + (words["failed"].format(failed) if failed else "")
 
 
 def solved_cell(summary: dict | None, words: dict) -> str:
@@ -211,7 +217,7 @@ def page_block(stem: str, lang: str, results_dir: Path | None = None) -> str:
                                             run.fmt(ours["steps_to_threshold"], 0))  # fmt: skip
         versus = words["peer"].format(task["peer"].upper(), eval_cell(peer, words)) if peer else ""
         lines += [
-            words["row"].format(task["env"], eval_cell(ours, words), len(ours["seeds"]), solved, versus),
+            words["row"].format(task["env"], eval_cell(ours, words), ours["finished"], solved, versus),
             "",
         ]
     return "\n".join(lines).rstrip()

@@ -21,12 +21,37 @@ import time
 import numpy as np
 import yaml
 
+UNSUPPORTED = (
+    "env_wrapper",
+    "frame_stack",
+    "callback",
+    "vec_env_wrapper",
+)  # zoo keys this script does not apply
+
 
 def zoo_hyperparams(algo: str, env_id: str) -> dict:
     if env_id == "none":  # no zoo entry: SB3's own defaults
         return {"policy": "MlpPolicy"}
     path = importlib.resources.files("rl_zoo3") / "hyperparams" / f"{algo}.yml"
-    return dict(yaml.safe_load(path.read_text())[env_id])
+    table = yaml.safe_load(path.read_text())
+    if env_id not in table:
+        raise SystemExit(
+            f"error: rl-zoo3 tunes no {algo} for {env_id}: give --zoo-env with one it has, or 'none'"
+        )
+    hp = dict(table[env_id])
+    unsupported = [key for key in UNSUPPORTED if key in hp]
+    if unsupported:
+        raise SystemExit(
+            f"error: the zoo's {algo} entry for {env_id} needs {', '.join(unsupported)}, not applied here"
+        )
+    return hp
+
+
+def policy_kwargs(text: str) -> dict:
+    """The zoo writes policy_kwargs as Python source ("dict(net_arch=[64], activation_fn=nn.ReLU)")."""
+    import torch
+
+    return eval(text, {"dict": dict, "nn": torch.nn})
 
 
 def schedule(value):
@@ -64,6 +89,8 @@ def main() -> None:
 
     zoo_env = cli.zoo_env or cli.env_id
     hp = zoo_hyperparams(cli.algo, zoo_env)
+    if cli.total_steps is None and "n_timesteps" not in hp:
+        raise SystemExit("error: --zoo-env none has no n_timesteps: give --total-steps")
     total_steps = int(cli.total_steps or hp.pop("n_timesteps"))
     hp.pop("n_timesteps", None)
     n_envs = hp.pop("n_envs", 1)
@@ -72,7 +99,7 @@ def main() -> None:
         if key in hp:
             hp[key] = schedule(hp[key])
     if "policy_kwargs" in hp:
-        hp["policy_kwargs"] = eval(hp["policy_kwargs"])  # the zoo's own format: "dict(net_arch=[...])"
+        hp["policy_kwargs"] = policy_kwargs(hp["policy_kwargs"])
     noise_type, noise_std = hp.pop("noise_type", None), hp.pop("noise_std", None)
     normalize = hp.pop("normalize", False)
     env = make_vec_env(cli.env_id, n_envs=n_envs, seed=cli.seed)

@@ -27,6 +27,7 @@ import difflib
 import json
 import re
 import statistics
+import sys
 from pathlib import Path
 
 import tomllib
@@ -201,9 +202,8 @@ def results(stem: str, lang: str = "en") -> str:
 
 def other_environments(stem: str, lang: str) -> str:
     """The file's flag sets on other environments and their results (benchmark/harder.py), if it has any."""
-    import sys
-
-    sys.path.insert(0, str(ROOT / "benchmark"))
+    if str(ROOT / "benchmark") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmark"))
     import harder
 
     block = harder.page_block(stem, lang)

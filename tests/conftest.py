@@ -58,6 +58,21 @@ def run_algo(stem: str, argv: list[str], runs_dir) -> dict:
             signal.signal(sig, handler)
 
 
+def two_of_three(stem: str, argv: list[str], runs_dir, reached) -> list[dict]:
+    """Seeds 1, 2, 3 in order until two summaries satisfy `reached` (or two can no longer); the summaries.
+
+    For learning tests of files whose single seed falls short on some CPUs: another machine's vector
+    kernels round differently, the run diverges, and a seed that reaches the threshold here may not
+    there (PPO CartPole seed 2 evaluated at 140.7 in CI). Two of three fails only if two seeds do."""
+    summaries: list[dict] = []
+    for seed in (1, 2, 3):
+        summaries.append(run_algo(stem, [*argv, "--seed", str(seed)], runs_dir / f"seed{seed}"))
+        hits = sum(map(reached, summaries))
+        if hits >= 2 or hits + 3 - len(summaries) < 2:
+            break
+    return summaries
+
+
 def assert_summary(summary: dict) -> None:
     missing = SUMMARY_KEYS - summary.keys()
     assert not missing, f"summary lacks {missing}"

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import gymnasium as gym
 import pytest
 from conftest import ROOT, STEMS, load_algo
 
@@ -31,10 +32,27 @@ def test_every_task_parses_with_its_files_arguments(task):
     assert task.get("peer") in PEERS | {None}, task
 
 
+@pytest.mark.parametrize("task", [t for t in TASKS if t.get("peer")], ids=harder.task_name)
+def test_every_peer_has_a_zoo_entry_this_script_can_apply(task):
+    """The peer's rl-zoo3 entry exists (or is `none`, SB3's defaults), asks for nothing peer_sb3.py does not
+    apply, and its policy_kwargs evaluate (the HalfCheetah entry names nn.ReLU)."""
+    pytest.importorskip("rl_zoo3", reason="the peers' rl-zoo3: pip install -r benchmark/requirements.txt")
+    import peer_sb3
+
+    hp = peer_sb3.zoo_hyperparams(task["peer"], task.get("zoo_env") or task["env"])
+    if "policy_kwargs" in hp:
+        assert isinstance(peer_sb3.policy_kwargs(hp["policy_kwargs"]), dict)
+
+
 def test_tasks_are_unique_and_thresholds_are_for_their_environments():
     names = [harder.task_name(t) for t in TASKS]
     assert len(names) == len(set(names)), names
     assert set(THRESHOLDS) <= {t["env"] for t in TASKS}, THRESHOLDS
+
+
+def test_thresholds_are_gymnasiums_registered_reward_thresholds():
+    for env, value in THRESHOLDS.items():
+        assert value == gym.spec(env).reward_threshold, env
 
 
 def test_a_task_without_a_budget_is_refused():
@@ -55,9 +73,16 @@ def test_jobs_give_the_peer_the_same_budget_and_the_threshold():
     assert len(harder.make_jobs([task], {}, [1, 2], "w", peers=False)) == 2
 
 
+def fake_episodes(reach: int | None) -> list[list[float]]:
+    """Ten training episodes whose mean first reaches -100 at step `reach` (never where None)."""
+    return [[reach - 9 + k, 1.0, 0.0] for k in range(10)] if reach else [[k, 1.0, -500.0] for k in range(10)]
+
+
 def fake_result(name: str, evals: list[float], steps: list[int | None]) -> dict:
-    records = [{"name": name, "seed": i + 1, "steps_to_threshold": s, "seconds_to_threshold": s and 1.0,
-                "summary": {"eval_return_mean": e}} for i, (e, s) in enumerate(zip(evals, steps))]  # fmt: skip
+    # steps_to_threshold as recorded at run time is stale on purpose: the page recomputes it from the episodes
+    records = [{"name": name, "seed": i + 1, "steps_to_threshold": 1, "seconds_to_threshold": 1.0,
+                "summary": {"eval_return_mean": e}, "episodes": fake_episodes(s)}
+               for i, (e, s) in enumerate(zip(evals, steps))]  # fmt: skip
     records.append({"name": name, "seed": len(evals) + 1, "error": "exit status 1: boom"})
     return {"name": name, "date": "2026-01-01", "machine": "test", "records": records}
 
@@ -104,8 +129,8 @@ def test_the_page_in_docs_is_current(tmp_path):
 
 def test_peer_is_evaluated_on_the_files_start_states(tmp_path):
     """peer_sb3.py --eval-episodes: the deterministic policy's returns after a tiny training run."""
-    pytest.importorskip("stable_baselines3")
-    pytest.importorskip("rl_zoo3")
+    pytest.importorskip("stable_baselines3", reason="the peers: pip install -r benchmark/requirements.txt")
+    pytest.importorskip("rl_zoo3", reason="the peers' rl-zoo3: pip install -r benchmark/requirements.txt")
     out = subprocess.run(
         [sys.executable, "benchmark/peer_sb3.py", "--algo", "ppo", "--env-id", "Acrobot-v1", "--seed", "3",
          "--out", str(tmp_path / "peer"), "--total-steps", "64", "--eval-episodes", "2"],
