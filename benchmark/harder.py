@@ -228,6 +228,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="*", default=None, help="<file>@<env> (default: every task)")
     parser.add_argument("--seeds", nargs="*", type=int, default=[1, 2, 3])
     parser.add_argument("--no-peers", dest="peers", action="store_false", help="skip Stable-Baselines3 peers")
+    parser.add_argument("--peers-only", action="store_true", help="run only the peers of the chosen tasks")
     parser.add_argument("--report-only", action="store_true", help="rebuild the page from saved results")
     run.add_dispatch_args(parser)
     cli = parser.parse_args()
@@ -242,6 +243,8 @@ def main() -> None:
     results_dir = ROOT / "benchmark" / "results" / "harder"
     if not cli.report_only:
         jobs = make_jobs(chosen, thresholds, cli.seeds, "benchmark/out/harder", cli.peers)
+        if cli.peers_only:
+            jobs = [job for job in jobs if job["peer"]]
         dispatcher = run.make_dispatcher(cli)
         machine = dispatcher.describe()
         print(f"{len(jobs)} runs on {machine}", file=sys.stderr)
