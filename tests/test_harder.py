@@ -18,6 +18,7 @@ from test_environments import CASES  # noqa: E402
 
 TASKS, THRESHOLDS = harder.load_tasks()
 PEERS = {"dqn", "ppo", "sac", "ddpg", "td3", "trpo"}  # benchmark/peer_sb3.py --algo
+NO_PEERS = "the peers ({}): pip install -r benchmark/requirements.txt"
 
 
 @pytest.mark.parametrize("task", TASKS, ids=harder.task_name)
@@ -36,7 +37,7 @@ def test_every_task_parses_with_its_files_arguments(task):
 def test_every_peer_has_a_zoo_entry_this_script_can_apply(task):
     """The peer's rl-zoo3 entry exists (or is `none`, SB3's defaults), asks for nothing peer_sb3.py does not
     apply, and its policy_kwargs evaluate (the HalfCheetah entry names nn.ReLU)."""
-    pytest.importorskip("rl_zoo3", reason="the peers' rl-zoo3: pip install -r benchmark/requirements.txt")
+    pytest.importorskip("rl_zoo3", reason=NO_PEERS.format("rl-zoo3"))
     import peer_sb3
 
     hp = peer_sb3.zoo_hyperparams(task["peer"], task.get("zoo_env") or task["env"])
@@ -129,8 +130,8 @@ def test_the_page_in_docs_is_current(tmp_path):
 
 def test_peer_is_evaluated_on_the_files_start_states(tmp_path):
     """peer_sb3.py --eval-episodes: the deterministic policy's returns after a tiny training run."""
-    pytest.importorskip("stable_baselines3", reason="the peers: pip install -r benchmark/requirements.txt")
-    pytest.importorskip("rl_zoo3", reason="the peers' rl-zoo3: pip install -r benchmark/requirements.txt")
+    pytest.importorskip("stable_baselines3", reason=NO_PEERS.format("stable-baselines3"))
+    pytest.importorskip("rl_zoo3", reason=NO_PEERS.format("rl-zoo3"))
     out = subprocess.run(
         [sys.executable, "benchmark/peer_sb3.py", "--algo", "ppo", "--env-id", "Acrobot-v1", "--seed", "3",
          "--out", str(tmp_path / "peer"), "--total-steps", "64", "--eval-episodes", "2"],
