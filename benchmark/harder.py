@@ -249,22 +249,30 @@ def main() -> None:
         dispatcher = run.make_dispatcher(cli)
         machine = dispatcher.describe()
         print(f"{len(jobs)} runs on {machine}", file=sys.stderr)
-
-        def progress(job: dict, record: dict) -> None:
-            status = record.get("error") or f"eval {run.fmt(record['summary'].get('eval_return_mean'))}"
-            print(f"  {record['name']} seed {record['seed']}: {status}", file=sys.stderr)
-
-        try:
-            records = dispatcher.run(jobs, progress)
-        finally:
-            dispatcher.close()
         results_dir.mkdir(parents=True, exist_ok=True)
         invocation = run.scrub(shlex.join(["python", "benchmark/harder.py", *sys.argv[1:]]))
-        for name in dict.fromkeys(r["name"] for r in records):
-            mine = [r for r in records if r["name"] == name]
-            result = {"name": name, "invocation": invocation, "date": time.strftime("%Y-%m-%d"),
-                      "machine": machine, "records": mine}  # fmt: skip
-            (results_dir / f"{name}.json").write_text(json.dumps(result))
+        seeds_of: dict[str, list] = {}
+        for job in jobs:
+            seeds_of.setdefault(job["name"], []).append(job["seed"])
+        done: dict[str, list] = {}
+
+        def progress(job: dict, record: dict) -> None:
+            """Print the run; once every seed of a task (or its peer) is in, write its results file: a long
+            benchmark stopped part-way keeps the tasks it finished."""
+            status = record.get("error") or f"eval {run.fmt(record['summary'].get('eval_return_mean'))}"
+            print(f"  {record['name']} seed {record['seed']}: {status}", file=sys.stderr)
+            mine = done.setdefault(job["name"], [])
+            mine.append(record)
+            if len(mine) == len(seeds_of[job["name"]]):
+                mine.sort(key=lambda r: seeds_of[job["name"]].index(r["seed"]))
+                result = {"name": job["name"], "invocation": invocation, "date": time.strftime("%Y-%m-%d"),
+                          "machine": machine, "records": mine}  # fmt: skip
+                (results_dir / f"{job['name']}.json").write_text(json.dumps(result))
+
+        try:
+            dispatcher.run(jobs, progress)
+        finally:
+            dispatcher.close()
     write_page(results_dir, ROOT / "docs", tasks, thresholds)
 
 

@@ -141,3 +141,31 @@ def test_peer_is_evaluated_on_the_files_start_states(tmp_path):
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["eval_episodes"] == 2 and -500.0 <= summary["eval_return_mean"] <= 0.0, summary
     assert summary["zoo_env"] == "Acrobot-v1" and summary["hyperparams"]["normalize"] == "True", summary
+
+
+def test_a_stopped_benchmark_keeps_the_tasks_it_finished(tmp_path, monkeypatch):
+    """Each task's results file is written as soon as its last seed is in, not only when every run is."""
+
+    class StoppedAfterOneTask:
+        def describe(self):
+            return "test"
+
+        def run(self, jobs, on_record):
+            for job in reversed(jobs[:3]):  # the first task's three seeds, out of order, then Ctrl-C
+                on_record(job, {"name": job["name"], "seed": job["seed"], "summary": {"eval_return_mean": 1.0}})
+            raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    (tmp_path / "docs").mkdir()
+    monkeypatch.setattr(harder, "ROOT", tmp_path)
+    monkeypatch.setattr(harder.run, "make_dispatcher", lambda cli: StoppedAfterOneTask())
+    argv = ["harder.py", "--no-peers", "--tasks", "dqn_cartpole@Acrobot-v1", "ppo_cartpole@Acrobot-v1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(KeyboardInterrupt):
+        harder.main()
+    results = tmp_path / "benchmark" / "results" / "harder"
+    assert [p.name for p in results.iterdir()] == ["dqn_cartpole@Acrobot-v1.json"]
+    records = json.loads((results / "dqn_cartpole@Acrobot-v1.json").read_text())["records"]
+    assert [r["seed"] for r in records] == [1, 2, 3]
