@@ -119,7 +119,7 @@ def main() -> None:
     ax.axhline(data_return, color="grey", linestyle="--", label="dataset average episode return")
     ax.axhline(TARGET, color="black", linestyle=":", label="target -250")
     ax.set_xlabel("seed")
-    ax.set_ylabel("evaluation return (10 episodes)")
+    ax.set_ylabel(f"evaluation return ({runs[0]['eval_episodes']} episodes)")
     ax.set_title(f"Pendulum-v1, one {args.kind} dataset")
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
