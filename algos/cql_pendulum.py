@@ -312,7 +312,7 @@ def main(args: Args) -> dict:
     run_dir, writer, stop = start_run(args, args.env_id)
     progress = tqdm(total=args.total_steps, disable=not (args.progress and sys.stderr.isatty()))
     progress.reset(total=online_steps + args.total_steps)  # env steps building the data, offline steps
-    start_time, global_step, recent_returns, losses = time.time(), 0, [0.0], {}
+    start_time, global_step, num_updates, recent_returns, losses = time.time(), 0, 0, [0.0], {}
     obs, _ = env.reset(seed=args.seed)  # [O]
     env.action_space.seed(args.seed)
     while global_step < online_steps and not stop.is_set():
@@ -360,6 +360,9 @@ def main(args: Args) -> dict:
                 writer.add_scalar(f"losses/{name}", value.item(), offline_steps)
             writer.add_scalar("charts/SPS", offline_steps / (time.time() - start_time), offline_steps)
             progress.update(online_steps + offline_steps - progress.n)
+            if not torch.isfinite(sum(losses.values())):  # any loss, Q or alpha NaN or inf
+                fail(f"loss is not finite at step {global_step}")
+            num_updates += 1
     progress.close()
     env.close()
     train_seconds, interrupted = time.time() - start_time, stop.is_set()
@@ -369,11 +372,13 @@ def main(args: Args) -> dict:
         save_model(f"{run_dir}/model.pt", actor=actor, critic=critic, log_alpha=log_alpha)
     if args.save_buffer:  # in ring order, the format cql_pendulum.py reads
         write_atomic(f"{run_dir}/buffer.npz", lambda f: np.savez(f, **{k: a[:size] for k, a in rb.items()}))
+    breaks = (rb["next_observations"][: max(size - 1, 0)] != rb["observations"][1:size]).any(-1)  # [D-1]
+    episodes = ((rb["terminations"][:size] > 0) | np.append(breaks, True)).sum()  # [D] -> (): episode ends
     return finish_run(
         args, run_dir, writer, returns, total_steps=offline_steps, num_updates=offline_steps,
         train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(),
         dataset_env_steps=global_step, dataset_size=size, alpha=log_alpha.exp().item(),
-        dataset_return=average_episode_return(rb, size) if size else None,
+        dataset_return=float(rb["rewards"][:size].sum() / episodes) if size else None,
     )  # fmt: skip
 
 
@@ -398,13 +403,6 @@ def check_algo_args(args: Args) -> None:
         fail(f"--alpha and --alpha-lr must be > 0, got {args.alpha}, {args.alpha_lr}")
     if min(args.dataset_steps, args.cql_num_actions) < 1 or min(args.cql_alpha, args.dataset_noise) < 0:
         fail("--dataset-steps and --cql-num-actions must be >= 1, --cql-alpha and --dataset-noise >= 0")
-
-
-def average_episode_return(rb: dict, size: int) -> float:
-    """Reward sum over episodes: one ends at a termination, where s' is not the next row's s, and at the end."""
-    new_start = (rb["next_observations"][: size - 1] != rb["observations"][1:size]).any(-1)  # [D-1]
-    ends = (rb["terminations"][:size] > 0) | np.append(new_start, True)  # [D]
-    return float(rb["rewards"][:size].sum() / ends.sum())
 
 
 def load_dataset(path: str, obs_dim: int, act_dim: int) -> dict:
@@ -462,12 +460,14 @@ def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
     np.random.seed(args.seed)
     name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = base = os.path.join(args.runs_dir, name)
-    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
-        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
-    try:
-        os.makedirs(run_dir)
-    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
-        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
+    for suffix in range(1, 10**6):  # runs started in the same second get -1, -2, ..., even side by side:
+        try:  # makedirs itself claims the name, no check before it that a parallel run could pass too
+            os.makedirs(run_dir)
+            break
+        except FileExistsError:
+            run_dir = f"{base}-{suffix}"
+        except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+            fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
     if args.track:
         import wandb
 

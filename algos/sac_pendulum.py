@@ -378,12 +378,14 @@ def start_run(args, env_id: str) -> tuple[str, Writer, threading.Event]:
     np.random.seed(args.seed)
     name = f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = base = os.path.join(args.runs_dir, name)
-    while os.path.exists(run_dir):  # two runs started in the same second get -1, -2, ...
-        run_dir = f"{base}-{int(run_dir[len(base) + 1 :] or 0) + 1}"
-    try:
-        os.makedirs(run_dir)
-    except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
-        fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
+    for suffix in range(1, 10**6):  # runs started in the same second get -1, -2, ..., even side by side:
+        try:  # makedirs itself claims the name, no check before it that a parallel run could pass too
+            os.makedirs(run_dir)
+            break
+        except FileExistsError:
+            run_dir = f"{base}-{suffix}"
+        except OSError as error:  # a file, a read-only disk, no permission: nothing has been written
+            fail(f"--runs-dir {args.runs_dir!r} cannot be written: {error.strerror}")
     if args.track:
         import wandb
 

@@ -346,6 +346,23 @@ def test_unwritable_runs_dir_is_one_line(stem, tmp_path):
     assert a_file.read_text() == "not a folder"
 
 
+def test_runs_started_side_by_side_get_their_own_directories(tmp_path, monkeypatch):
+    """A sweep starts runs of one seed in the same second; each one checking for the name before the others
+    create it must still end in a directory of its own (run_helpers is one block in every file)."""
+    algo = load_algo("bandit_ucb")
+    args = algo.Args(runs_dir=str(tmp_path), progress=False)
+    monkeypatch.setattr(algo.time, "time", lambda: 1.8e9)  # the same second
+    monkeypatch.setattr(algo.signal, "signal", lambda *a: None)  # leave pytest's handlers alone
+    real_exists = os.path.exists
+    monkeypatch.setattr(algo.os.path, "exists", lambda p: False if str(tmp_path) in str(p) else real_exists(p))
+    dirs = []
+    for _ in range(3):  # every run saw the name free, as a parallel run does before the others create it
+        run_dir, writer, _ = algo.start_run(args, args.env_id)
+        writer.close()
+        dirs.append(os.path.basename(run_dir))
+    assert dirs[1:] == [f"{dirs[0]}-1", f"{dirs[0]}-2"], dirs
+
+
 @pytest.mark.parametrize("stem", STEMS)
 def test_nan_model_file_is_refused(stem, tmp_path):
     saved = run_algo(stem, [*smoke_args(stem), "--save-model"], tmp_path / "a")
