@@ -372,8 +372,8 @@ def main(args: Args) -> dict:
         save_model(f"{run_dir}/model.pt", actor=actor, critic=critic, log_alpha=log_alpha)
     if args.save_buffer:  # in ring order, the format cql_pendulum.py reads
         write_atomic(f"{run_dir}/buffer.npz", lambda f: np.savez(f, **{k: a[:size] for k, a in rb.items()}))
-    breaks = (rb["next_observations"][: max(size - 1, 0)] != rb["observations"][1:size]).any(-1)  # [D-1]
-    episodes = ((rb["terminations"][:size] > 0) | np.append(breaks, True)).sum()  # [D] -> (): episode ends
+    breaks = (rb["next_observations"][:size] != np.roll(rb["observations"][:size], -1, 0)).any(-1)
+    episodes = ((rb["terminations"][:size] > 0) | breaks).sum()  # [D] -> (): ends, read around the ring
     return finish_run(
         args, run_dir, writer, returns, total_steps=offline_steps, num_updates=offline_steps,
         train_seconds=round(train_seconds, 3), interrupted=interrupted or stop.is_set(),

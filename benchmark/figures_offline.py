@@ -9,9 +9,9 @@ collects from s0 (one 200-step episode each). Writes docs/figures/offline_cql_vs
 the markdown table the docs quote.
 
     python benchmark/figures_offline.py --seeds 3 --runs-dir runs/offline
-    python benchmark/figures_offline.py --kind policy --seeds 3 --runs-dir runs/offline_policy \\
-        --data-args "--dataset-steps 10000 --buffer-size 10000" --train-args "--total-steps 2000" \\
-        --cql-args "--cql-alpha 10"
+    python benchmark/figures_offline.py --kind policy --seeds 6 --runs-dir runs/offline_policy \\
+        --data-args "--dataset-steps 10000 --buffer-size 10000" \\
+        --train-args "--total-steps 10000 --eval-episodes 50" --cql-args "--cql-alpha 50"
 """
 
 import argparse

@@ -90,9 +90,11 @@ def summarise(result: dict | None, threshold: float | None) -> dict | None:
     # steps to the threshold now in the TOML, from the stored training episodes (not the value at run time)
     steps = [run.steps_and_seconds_to(r.get("episodes", []), threshold)[0] for r in records]
     reached = [s for s in steps if s is not None]
+    # "solved" needs training episodes: BC's student has none (it learns from the teacher's data)
+    trained = threshold is not None and any(r.get("episodes") for r in records)
     return {"seeds": [r["seed"] for r in result["records"]], "finished": len(records),
             "eval_median": run.median(evals), "eval_worst": min(evals) if evals else None,
-            "reached": len(reached) if threshold is not None else None,
+            "reached": len(reached) if trained else None,
             "steps_to_threshold": run.median(reached),
             "date": result.get("date"), "machine": result.get("machine")}  # fmt: skip
 
@@ -267,7 +269,9 @@ def main() -> None:
                 mine.sort(key=lambda r: seeds_of[job["name"]].index(r["seed"]))
                 result = {"name": job["name"], "invocation": invocation, "date": time.strftime("%Y-%m-%d"),
                           "machine": machine, "records": mine}  # fmt: skip
-                (results_dir / f"{job['name']}.json").write_text(json.dumps(result))
+                path = results_dir / f"{job['name']}.json"
+                path.with_suffix(".tmp").write_text(json.dumps(result))
+                path.with_suffix(".tmp").replace(path)  # a stop mid-write never leaves half a file
 
         try:
             dispatcher.run(jobs, progress)

@@ -354,7 +354,9 @@ def test_runs_started_side_by_side_get_their_own_directories(tmp_path, monkeypat
     monkeypatch.setattr(algo.time, "time", lambda: 1.8e9)  # the same second
     monkeypatch.setattr(algo.signal, "signal", lambda *a: None)  # leave pytest's handlers alone
     real_exists = os.path.exists
-    monkeypatch.setattr(algo.os.path, "exists", lambda p: False if str(tmp_path) in str(p) else real_exists(p))
+    monkeypatch.setattr(
+        algo.os.path, "exists", lambda p: False if str(tmp_path) in str(p) else real_exists(p)
+    )
     dirs = []
     for _ in range(3):  # every run saw the name free, as a parallel run does before the others create it
         run_dir, writer, _ = algo.start_run(args, args.env_id)

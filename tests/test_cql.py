@@ -163,22 +163,26 @@ def test_cql_without_dataset_builds_and_saves_one(tmp_path):
     assert summary["dataset_env_steps"] == summary["dataset_size"] == 300
     with np.load(os.path.join(summary["run_dir"], "buffer.npz"), allow_pickle=False) as data:
         assert data["observations"].shape == (300, 3) and data["rewards"].shape == (300,)
-        reused = data["rewards"].sum() / 2  # 300 Pendulum steps: a whole 200-step episode and half of one
+        reused = (
+            data["rewards"].sum() / 2
+        )  # 300 Pendulum steps: a whole episode, and half of one counts as one
     assert summary["dataset_return"] == pytest.approx(float(reused), rel=1e-5)
 
 
 def test_cql_dataset_return_counts_episodes_by_their_ends(tmp_path):
-    """Episodes end at a termination or where s' is not the next row's s: a terminating task's data (an
-    InvertedPendulum's, +1 per step) has the average return of its episodes, not the time limit's."""
-    obs = np.arange(18, dtype=np.float32).reshape(6, 3)  # rows 0-1: an episode that terminates at row 1
+    """Episodes end at a termination or where s' is not the next row's s, read around the ring: a terminating
+    task's data (an InvertedPendulum's, +1 per step) has the average return of its episodes, not the time
+    limit's, also when the ring buffer has wrapped and its newest row sits before its oldest."""
+    obs = np.arange(18, dtype=np.float32).reshape(6, 3)  # in time order; rows 0-1: an episode that terminates
     next_obs = np.roll(obs, -1, axis=0)
-    next_obs[3] += 100.0  # row 3: a time limit, the next row starts a new episode; rows 4-5: a third episode
+    next_obs[[3, 5]] += 100.0  # rows 2-3 and 4-5: episodes that end by a time limit
     data = dict(observations=obs, actions=np.zeros((6, 1), np.float32), rewards=np.arange(1, 7, dtype=np.float32),
                 next_observations=next_obs, terminations=np.array([0, 1, 0, 0, 0, 0], np.float32))  # fmt: skip
-    np.savez(tmp_path / "data.npz", **data)
-    argv = [*smoke_args(CQL), "--dataset", str(tmp_path / "data.npz"), "--total-steps", "1"]
-    summary = run_algo(CQL, argv, tmp_path / "runs")
-    assert summary["dataset_return"] == pytest.approx(21 / 3)  # rewards 1..6 over three episodes
+    for shift in (0, 3):  # in time order, and as a wrapped ring (its last row, time row 2, ends no episode)
+        np.savez(tmp_path / f"data{shift}.npz", **{k: np.roll(v, shift, axis=0) for k, v in data.items()})
+        argv = [*smoke_args(CQL), "--dataset", str(tmp_path / f"data{shift}.npz"), "--total-steps", "1"]
+        summary = run_algo(CQL, argv, tmp_path / "runs")
+        assert summary["dataset_return"] == pytest.approx(21 / 3), shift  # rewards 1..6 over three episodes
 
 
 def test_cql_bad_dataset_stops_cleanly(tmp_path):

@@ -145,14 +145,19 @@ def test_peer_is_evaluated_on_the_files_start_states(tmp_path):
 
 def test_a_stopped_benchmark_keeps_the_tasks_it_finished(tmp_path, monkeypatch):
     """Each task's results file is written as soon as its last seed is in, not only when every run is."""
+    finished = []
 
     class StoppedAfterOneTask:
         def describe(self):
             return "test"
 
         def run(self, jobs, on_record):
-            for job in reversed(jobs[:3]):  # the first task's three seeds, out of order, then Ctrl-C
-                on_record(job, {"name": job["name"], "seed": job["seed"], "summary": {"eval_return_mean": 1.0}})
+            first = [job for job in jobs if job["name"] == jobs[0]["name"]]
+            finished.append(jobs[0]["name"])
+            for job in reversed(first):  # the first task's seeds, out of order, then Ctrl-C
+                on_record(
+                    job, {"name": job["name"], "seed": job["seed"], "summary": {"eval_return_mean": 1.0}}
+                )
             raise KeyboardInterrupt
 
         def close(self):
@@ -166,6 +171,6 @@ def test_a_stopped_benchmark_keeps_the_tasks_it_finished(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         harder.main()
     results = tmp_path / "benchmark" / "results" / "harder"
-    assert [p.name for p in results.iterdir()] == ["dqn_cartpole@Acrobot-v1.json"]
-    records = json.loads((results / "dqn_cartpole@Acrobot-v1.json").read_text())["records"]
+    assert [p.name for p in results.iterdir()] == [f"{finished[0]}.json"]  # no other task, no temporary file
+    records = json.loads((results / f"{finished[0]}.json").read_text())["records"]
     assert [r["seed"] for r in records] == [1, 2, 3]
