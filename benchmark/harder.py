@@ -17,7 +17,6 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import tomllib
@@ -251,30 +250,9 @@ def main() -> None:
         dispatcher = run.make_dispatcher(cli)
         machine = dispatcher.describe()
         print(f"{len(jobs)} runs on {machine}", file=sys.stderr)
-        results_dir.mkdir(parents=True, exist_ok=True)
         invocation = run.scrub(shlex.join(["python", "benchmark/harder.py", *sys.argv[1:]]))
-        seeds_of: dict[str, list] = {}
-        for job in jobs:
-            seeds_of.setdefault(job["name"], []).append(job["seed"])
-        done: dict[str, list] = {}
-
-        def progress(job: dict, record: dict) -> None:
-            """Print the run; once every seed of a task (or its peer) is in, write its results file: a long
-            benchmark stopped part-way keeps the tasks it finished."""
-            status = record.get("error") or f"eval {run.fmt(record['summary'].get('eval_return_mean'))}"
-            print(f"  {record['name']} seed {record['seed']}: {status}", file=sys.stderr)
-            mine = done.setdefault(job["name"], [])
-            mine.append(record)
-            if len(mine) == len(seeds_of[job["name"]]):
-                mine.sort(key=lambda r: seeds_of[job["name"]].index(r["seed"]))
-                result = {"name": job["name"], "invocation": invocation, "date": time.strftime("%Y-%m-%d"),
-                          "machine": machine, "records": mine}  # fmt: skip
-                path = results_dir / f"{job['name']}.json"
-                path.with_suffix(".tmp").write_text(json.dumps(result))
-                path.with_suffix(".tmp").replace(path)  # a stop mid-write never leaves half a file
-
         try:
-            dispatcher.run(jobs, progress)
+            dispatcher.run(jobs, run.saving_progress(jobs, results_dir, invocation, machine))
         finally:
             dispatcher.close()
     write_page(results_dir, ROOT / "docs", tasks, thresholds)

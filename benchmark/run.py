@@ -339,6 +339,34 @@ class Dispatcher:
             self.ray.shutdown()
 
 
+def saving_progress(jobs: list[dict], results_dir: Path, invocation: str, machine: str, on_saved=None):
+    """The dispatcher's `on_record`: print each run; once every seed of a name is in, write
+    `<results_dir>/<name>.json` (records in the jobs' seed order, through a temporary name) and call
+    `on_saved(result)`. A benchmark stopped part-way keeps the names it finished."""
+    seeds_of: dict[str, list] = {}
+    for job in jobs:
+        seeds_of.setdefault(job["name"], []).append(job["seed"])
+    done: dict[str, list] = {name: [] for name in seeds_of}
+
+    def progress(job: dict, record: dict) -> None:
+        status = record.get("error") or f"eval {fmt(record['summary'].get('eval_return_mean'))}"
+        print(f"  {record['name']} seed {record['seed']}: {status}", file=sys.stderr)
+        mine, seeds = done[job["name"]], seeds_of[job["name"]]
+        mine.append(record)
+        if len(mine) == len(seeds):
+            mine.sort(key=lambda r: seeds.index(r["seed"]))
+            result = {"name": job["name"], "invocation": invocation, "date": time.strftime("%Y-%m-%d"),
+                      "machine": machine, "records": mine}  # fmt: skip
+            results_dir.mkdir(parents=True, exist_ok=True)
+            tmp = results_dir / f"{job['name']}.json.tmp"
+            tmp.write_text(json.dumps(result))
+            tmp.replace(results_dir / f"{job['name']}.json")  # a stop mid-write never leaves half a file
+            if on_saved:
+                on_saved(result)
+
+    return progress
+
+
 def collect(job: dict, future: Future) -> dict:
     try:
         raw = future.result()
@@ -922,29 +950,22 @@ def main() -> None:
         machine = dispatcher.describe()
         print(f"{len(jobs)} runs on {machine}", file=sys.stderr)
 
-        def progress(job: dict, record: dict) -> None:
-            status = record.get("error") or f"eval {fmt((record['summary']).get('eval_return_mean'))}"
-            print(f"  {record['name']} seed {record['seed']}: {status}", file=sys.stderr)
-
-        try:
-            records = dispatcher.run(jobs, progress)
-        finally:
-            dispatcher.close()
-        results_dir.mkdir(parents=True, exist_ok=True)
         invocation = scrub(shlex.join(["python", "benchmark/run.py", *sys.argv[1:]]))
-        for name in dict.fromkeys(r["name"] for r in records):
-            mine = [r for r in records if r["name"] == name]
-            for r in mine:
+
+        def report(result: dict) -> None:
+            for r in result["records"]:
                 if "error" in r:
-                    print(f"{name} seed {r['seed']} failed: {r['error']}", file=sys.stderr)
-            result = {"name": name, "invocation": invocation, "date": time.strftime("%Y-%m-%d"),
-                      "machine": machine, "records": mine}  # fmt: skip
-            (results_dir / f"{name}.json").write_text(json.dumps(result))
+                    print(f"{result['name']} seed {r['seed']} failed: {r['error']}", file=sys.stderr)
             row = aggregate(result)
-            print(f"{name:32s} eval {fmt(row['eval_median'])} (worst {fmt(row['eval_worst'])}) "
+            print(f"{result['name']:32s} eval {fmt(row['eval_median'])} (worst {fmt(row['eval_worst'])}) "
                   f"reached {row['reached']} steps->thr {fmt(row['steps_to_threshold'], 0)} "
                   f"s->thr {fmt(row['seconds_to_threshold'])} steps/s {fmt(row['steps_per_second'], 0)}",
                   file=sys.stderr)  # fmt: skip
+
+        try:
+            dispatcher.run(jobs, saving_progress(jobs, results_dir, invocation, machine, report))
+        finally:
+            dispatcher.close()
     write_report(results_dir, Path(cli.docs_dir), readme)
 
 

@@ -163,9 +163,8 @@ def test_cql_without_dataset_builds_and_saves_one(tmp_path):
     assert summary["dataset_env_steps"] == summary["dataset_size"] == 300
     with np.load(os.path.join(summary["run_dir"], "buffer.npz"), allow_pickle=False) as data:
         assert data["observations"].shape == (300, 3) and data["rewards"].shape == (300,)
-        reused = (
-            data["rewards"].sum() / 2
-        )  # 300 Pendulum steps: a whole episode, and half of one counts as one
+        # 300 Pendulum steps: a whole episode, and half of one that counts as one
+        reused = data["rewards"].sum() / 2
     assert summary["dataset_return"] == pytest.approx(float(reused), rel=1e-5)
 
 
