@@ -241,8 +241,8 @@ def main(args: Args) -> dict:
             next_log, sps = next_log + args.log_frequency, global_step / (time.time() - start_time)
             scalars = {"charts/SPS": sps, "charts/epsilon": epsilon}
             if num_updates > 0:  # of the last batch
-                scalars |= {"losses/td_loss": loss, "losses/q_values": q_taken.mean()}
-                scalars["charts/max_q"] = q_all.max(dim=1).values.mean()  # over-estimation shows here
+                scalars |= {"losses/td_loss": loss.detach(), "losses/q_values": q_taken.detach().mean()}
+                scalars["charts/max_q"] = q_all.detach().max(dim=1).values.mean()  # shows over-estimation
             for tag, value in scalars.items():
                 writer.add_scalar(tag, float(value), global_step)
             progress.set_postfix(ret=f"{np.mean(recent_returns or [0]):.1f}", sps=f"{sps:.0f}")

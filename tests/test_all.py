@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import typing
+import warnings
 
 import pytest
 import tomllib
@@ -54,7 +55,11 @@ def test_every_file_has_a_smoke_budget_and_docs_page():
 # ---------------------------------------------------------------- smoke and determinism
 @pytest.mark.parametrize("stem", STEMS)
 def test_smoke(stem, runs_dir):
-    summary = run_algo(stem, smoke_args(stem), runs_dir)
+    with warnings.catch_warnings(record=True) as caught:  # a user sees each one on stderr
+        warnings.simplefilter("always")
+        summary = run_algo(stem, smoke_args(stem), runs_dir)
+    ours = [f"line {w.lineno}: {w.message}" for w in caught if os.path.basename(w.filename) == f"{stem}.py"]
+    assert not ours, f"warnings raised at the file's own lines: {ours}"
     assert_summary(summary)
     assert summary["num_updates"] >= 1, "the smoke budget must reach at least one update"
     assert summary["algo"] == stem
