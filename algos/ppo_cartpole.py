@@ -68,7 +68,7 @@ class Args:
     eval_episodes: int = 10
     """episodes of the final evaluation, each acting with the most probable action"""
     # == ALGO: ppo_cartpole ==
-    total_steps: int = 50_000
+    total_steps: int = 60_000
     """environment steps over all envs (E per vector step), the reset steps included"""
     num_envs: int = 8
     """E, environments stepped side by side; a rollout holds T * E steps"""
