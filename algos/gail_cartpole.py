@@ -94,6 +94,8 @@ class Args:
     """epsilon of the clipped surrogate objective"""
     vf_coef: float = 0.5
     """weight of the value loss in the PPO loss"""
+    ent_coef: float = 0.0
+    """weight of the entropy bonus in every PPO loss here (LunarLander's teacher needs one: docs)"""
     hidden_dim: int = 64
     """width of the two hidden layers of the actor, the critic and the discriminator"""
     disc_learning_rate: float = 1e-4
@@ -142,7 +144,7 @@ class Agent(nn.Module):
     def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None):
         dist = Categorical(logits=self.actor(x))  # [B, O] -> [B, A]
         action = dist.sample() if action is None else action  # [B]
-        return action, dist.log_prob(action), self.critic(x).squeeze(-1)  # [B] each
+        return action, dist.log_prob(action), self.critic(x).squeeze(-1), dist.entropy()  # [B] each
 
 
 class Discriminator(nn.Sequential):
@@ -198,7 +200,7 @@ def collect_rollout(envs, agent: Agent, next_obs: torch.Tensor, num_steps: int):
     ro, episodes, env_rewards = {k: [] for k in keys}, [], np.zeros((num_steps, len(next_obs)), np.float32)
     for t in range(num_steps):
         with torch.no_grad():
-            action, logprob, value = agent.get_action_and_value(next_obs)  # [E, O] -> [E] each
+            action, logprob, value, _ = agent.get_action_and_value(next_obs)  # [E, O] -> [E] each
         obs, env_rewards[t], terminated, truncated, infos = envs.step(action.cpu().numpy())
         real_next_obs = obs.copy()  # [E, O] SAME_STEP autoreset: `obs` is the reset obs where one ended
         for i in np.flatnonzero(terminated | truncated):
@@ -223,13 +225,13 @@ def ppo_update(agent: Agent, optimizer, ro: dict, advantages, returns, args: Arg
     clip, minibatch = args.clip_coef, -(-len(obs) // args.num_minibatches)  # ceil(B / num_minibatches)
     for _ in range(args.update_epochs):
         for mb in torch.randperm(len(obs), device=obs.device).split(minibatch):  # [M]
-            _, new_logprob, new_value = agent.get_action_and_value(obs[mb], actions[mb])  # [M] each
+            _, new_logprob, new_value, entropy = agent.get_action_and_value(obs[mb], actions[mb])  # [M] each
             ratio = (new_logprob - logprobs[mb]).exp()  # [M]
             adv = advantages[mb]  # [M], normalised per minibatch (a minibatch of 1 has no spread)
             adv = (adv - adv.mean()) / (adv.std() + 1e-8) if len(adv) > 1 else adv
             pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
             v_loss = 0.5 * ((new_value - returns[mb]) ** 2).mean()
-            loss = pg_loss + args.vf_coef * v_loss
+            loss = pg_loss + args.vf_coef * v_loss - args.ent_coef * entropy.mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -371,8 +373,9 @@ def check_args(args: Args) -> None:
     for name in ("learning_rate", "disc_learning_rate", "clip_coef"):
         if not getattr(args, name) > 0.0:
             fail(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-    if args.vf_coef < 0:
-        fail(f"--vf-coef must be >= 0, got {args.vf_coef}")
+    for name in ("vf_coef", "ent_coef"):
+        if not getattr(args, name) >= 0.0:
+            fail(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     for name in ("update_epochs", "disc_updates"):  # inner loops a stop cannot cut: bound them
         if getattr(args, name) > 10_000:
             fail(f"--{name.replace('_', '-')} must be <= 10000 per rollout, got {getattr(args, name)}")

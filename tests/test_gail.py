@@ -77,6 +77,31 @@ def test_gail_gae_matches_a_naive_loop_with_termination_and_truncation(stem):
 
 
 @pytest.mark.parametrize("stem", [GAIL, "bc_cartpole"])
+def test_entropy_bonus_moves_the_policy_towards_uniform(stem):
+    """--ent-coef (the PPO teacher's, GAIL's student's): with zero advantages and no value loss, only the
+    entropy bonus moves the actor; at 0 the update leaves the policy exactly where it was."""
+    module = load_algo(stem)
+    obs = torch.randn(8, 2, 4, generator=torch.Generator().manual_seed(0))  # [T, E, O]
+    entropy = {}
+    for ent_coef in (0.0, 0.5):
+        torch.manual_seed(0)
+        agent = module.Agent(4, 3, 16)
+        with torch.no_grad():
+            agent.actor[-1].weight.normal_(0.0, 1.0)  # a peaked policy, far from uniform
+            actions, logprobs, values, _ = agent.get_action_and_value(obs)  # [T, E] each
+            before = agent.get_action_and_value(obs, actions)[3].mean()
+        args = module.Args(ent_coef=ent_coef, vf_coef=0.0, update_epochs=4, num_minibatches=2)
+        ro = {"obs": obs, "actions": actions, "logprobs": logprobs}
+        module.ppo_update(
+            agent, torch.optim.Adam(agent.parameters(), lr=1e-2), ro, torch.zeros(8, 2), values, args
+        )
+        with torch.no_grad():
+            entropy[ent_coef] = agent.get_action_and_value(obs, actions)[3].mean() - before
+    assert entropy[0.0] == 0.0
+    assert entropy[0.5] > 0.05, entropy
+
+
+@pytest.mark.parametrize("stem", [GAIL, "bc_cartpole"])
 def test_rollout_bootstraps_truncation_from_the_final_observation(stem):
     """A truncated step's next value is V(final obs), not V(reset obs); a terminated one is masked."""
     gail = load_algo(stem)
