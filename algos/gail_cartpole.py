@@ -367,15 +367,11 @@ def main(args: Args) -> dict:
 def check_args(args: Args) -> None:
     """Reject values the run cannot use, before anything is written."""
     counts = {name: 1 for name, value in asdict(args).items() if type(value) is int and name != "seed"}
-    check_common_args(
-        args, counts | dict(total_steps=0, teacher_steps=0, disc_updates=0), ("gamma", "gae_lambda")
-    )
+    at_least = counts | dict(total_steps=0, teacher_steps=0, disc_updates=0, vf_coef=0.0, ent_coef=0.0)
+    check_common_args(args, at_least, ("gamma", "gae_lambda"))
     for name in ("learning_rate", "disc_learning_rate", "clip_coef"):
         if not getattr(args, name) > 0.0:
             fail(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-    for name in ("vf_coef", "ent_coef"):
-        if not getattr(args, name) >= 0.0:
-            fail(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     for name in ("update_epochs", "disc_updates"):  # inner loops a stop cannot cut: bound them
         if getattr(args, name) > 10_000:
             fail(f"--{name.replace('_', '-')} must be <= 10000 per rollout, got {getattr(args, name)}")
