@@ -5,7 +5,7 @@ Discrete-action files on Acrobot-v1 (three actions, -1 per step, truncated at 50
 files on InvertedPendulum-v5 (MuJoCo, terminates when the pole falls, action bounds +-3) and
 HalfCheetah-v5 (MuJoCo, a six-dimensional action box, 17 observations), and Reacher-v5 (a two-dimensional
 box that benchmark/harder.toml does not name); the discretised-torque DQN family on InvertedPendulum-v5 and
-MountainCarContinuous-v0 (its kind: one action dimension); behaviour cloning where GAIL runs. These prove that shapes,
+InvertedDoublePendulum-v5 (its kind: one action dimension); behaviour cloning where GAIL runs. These prove that shapes,
 bounds and terminations are read from the spaces; whether a file learns there is the benchmark's
 question. The Box2D and MuJoCo extras come with requirements.txt; without them these tests skip.
 """
@@ -24,6 +24,7 @@ EXTRA = {
     "InvertedPendulum-v5": "mujoco",
     "HalfCheetah-v5": "mujoco",
     "Reacher-v5": "mujoco",
+    "InvertedDoublePendulum-v5": "mujoco",
 }
 CASES = [(s, e) for s in DISCRETE for e in ("Acrobot-v1", "LunarLander-v3")]
 CASES += [(s, e) for s in CONTINUOUS for e in ("InvertedPendulum-v5", "HalfCheetah-v5")]
@@ -34,7 +35,7 @@ CASES += [
 CASES += [(s, "Reacher-v5") for s in CONTINUOUS]  # a two-dimensional action box no page names
 # one-dimensional torques split into n_actions: any Box action of shape (1,), float64 MuJoCo observations included
 CASES += [(s, e) for s in ("dqn_pendulum", "ddqn_pendulum", "dueling_dqn_pendulum")
-          for e in ("InvertedPendulum-v5", "MountainCarContinuous-v0")]  # fmt: skip
+          for e in ("InvertedPendulum-v5", "InvertedDoublePendulum-v5")]  # fmt: skip
 CASES += [("bc_cartpole", "Acrobot-v1"), ("bc_cartpole", "LunarLander-v3")]
 EXTRA_ARGS = {"mpc_pendulum": ["--no-known-reward"]}
 
