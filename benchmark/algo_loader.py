@@ -17,7 +17,8 @@ def load_algo(stem: str):
 
 def read_scalars(run_dir: str, tag: str) -> list[tuple[int, float, float]]:
     """[(step, wall time, value)] of one TensorBoard tag, [] if the run never wrote it. The algos/ files write
-    with `tensorboard.summary.Writer` (a scalar is a 0-d tensor); torch's SummaryWriter writes simple values."""
+    with their own `EventWriter` (simple values, as torch's SummaryWriter writes); runs written with
+    `tensorboard.summary.Writer`, as the files did before, store a scalar as a 0-d tensor."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.util.tensor_util import make_ndarray
 

@@ -37,7 +37,16 @@ SABOTAGE_DIR = ROOT / "tests" / "sabotage"
 COPY = ["algos", "tests", "docs", "benchmark", "pyproject.toml", "mkdocs.yml", "requirements.txt"]
 IGNORE = shutil.ignore_patterns("runs", "out", "__pycache__", "*.pyc", "site", "wandb")
 # Imported once by the runner, before it forks a child per sabotage.
-PRELOAD = ["numpy", "torch", "gymnasium", "tyro", "tqdm", "tensorboard.summary", "pytest", "xdist"]
+PRELOAD = [
+    "numpy",
+    "torch",
+    "gymnasium",
+    "tyro",
+    "tqdm",
+    "tensorboard.compat.proto.event_pb2",
+    "pytest",
+    "xdist",
+]
 MARKER = re.compile(r"\s*# == (SHARED|ALGO|ENV): (\S+) ==")
 
 

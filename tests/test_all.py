@@ -20,6 +20,7 @@ import threading
 import time
 import typing
 import warnings
+from pathlib import Path
 
 import pytest
 import tomllib
@@ -68,6 +69,13 @@ def test_smoke(stem, runs_dir):
     assert os.path.dirname(run_dir) == str(runs_dir)
     assert json.loads(open(os.path.join(run_dir, "summary.json")).read()) == summary
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(
+        run_dir
+    )  # TensorBoard's reader: it stops at the first record whose CRC is wrong
+    events.Reload()
+    assert events.Tags()["scalars"], f"TensorBoard reads no scalar: {events.Tags()}"
 
 
 @pytest.mark.parametrize("stem", STEMS)
@@ -210,6 +218,8 @@ def test_track_with_wandb_offline(runs_dir, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     summary = run_algo("bandit_epsilon_greedy", [*smoke_args("bandit_epsilon_greedy"), "--track"], runs_dir)
     assert os.path.isdir(os.path.join(summary["run_dir"], "wandb")), "no offline W&B run was written"
+    logs = list(Path(summary["run_dir"], "wandb").rglob("*.wandb"))  # the offline run's record log
+    assert logs and b"charts/regret" in logs[0].read_bytes(), "the scalars never reached W&B"
 
 
 def first_gym_algo() -> str:

@@ -312,12 +312,11 @@ def test_dyna_q_finds_the_optimal_path_in_fewer_real_steps(seed, tmp_path):
 def online_return(summary: dict) -> float:
     """Mean return of the training episodes (behaviour policy) that end in the second half of the run."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.util.tensor_util import make_ndarray
 
-    events = EventAccumulator(summary["run_dir"], size_guidance={"tensors": 0})
-    events.Reload()  # tensorboard.summary.Writer stores scalars as tensors
-    late = [e for e in events.Tensors("charts/episodic_return") if e.step > summary["total_steps"] // 2]
-    return float(np.mean([make_ndarray(e.tensor_proto) for e in late]))
+    events = EventAccumulator(summary["run_dir"], size_guidance={"scalars": 0})
+    events.Reload()
+    late = [e.value for e in events.Scalars("charts/episodic_return") if e.step > summary["total_steps"] // 2]
+    return float(np.mean(late))
 
 
 @pytest.mark.learning
