@@ -6,8 +6,11 @@
 Each file runs in its own process (one torch thread, its defaults unless --args), so start-up is measured as a
 user meets it: from launching the interpreter until `main` starts (interpreter, imports, argument parsing).
 While `main` runs, a thread samples the main thread's stack every millisecond; each sample (weighted by the time
-since the last one) is charged to the outermost library frame on the stack:
+since the last one) is charged to the outermost library frame on the stack, or to imports:
 
+- imports: a module imported while `main` runs (anywhere on the stack), such as `torch._dynamo`, which torch
+  imports at the first call of an optimizer method (`torch.optim.Optimizer.add_param_group` is wrapped in
+  `torch._disable_dynamo`, which imports the compiler stack, sympy included, to wrap it)
 - environment: gymnasium (stepping, resets, wrappers)
 - forward: torch.nn modules (the networks' forward passes) and torch.distributions
 - backward: autograd (`loss.backward()`)
@@ -41,7 +44,7 @@ DEFAULT_ALGOS = {  # the files of the speed table; MPC on a shorter run (its per
     "sac_pendulum": "",
     "mpc_pendulum": "--total-steps 600",
 }
-CATEGORIES = ["environment", "forward", "backward", "optimizer", "logging", "own lines"]
+CATEGORIES = ["imports", "environment", "forward", "backward", "optimizer", "logging", "own lines"]
 
 
 def category(filename: str) -> str | None:
@@ -78,7 +81,10 @@ class Sampler(threading.Thread):
             while frame is not None:
                 stack.append(frame.f_code.co_filename)
                 frame = frame.f_back
-            kind = next((k for k in map(category, reversed(stack)) if k), "own lines")
+            if any(name.startswith("<frozen importlib") for name in stack):
+                kind = "imports"
+            else:
+                kind = next((k for k in map(category, reversed(stack)) if k), "own lines")
             self.seconds[kind] += now - last
             last = now
 

@@ -610,9 +610,15 @@ def write_report(results_dir: Path, docs_dir: Path, readme: Path | None) -> None
 PROFILE_WORDS = {
     "en": ("Where the time goes", "Measured with `{}` on {} ({}): start-up is from launching the interpreter "
            "until `main` starts (interpreter, imports, argument parsing); the shares split the time inside `main` "
-           "by the library the main thread was in (sampled every millisecond; see benchmark/profile_runs.py)."),
+           "by the library the main thread was in, or by imports made inside `main` (sampled every millisecond; see "
+           "benchmark/profile_runs.py). The first optimizer call imports `torch._dynamo` (a compiler stack no file "
+           "uses, sympy included): torch wraps `Optimizer.add_param_group` in `torch._disable_dynamo`, so every "
+           "run that builds an optimizer, a peer's too, pays that import once."),
     "zh": ("时间花在哪里", "用 `{}` 在 {}（{}）上测得：启动时间从启动解释器到进入 `main`（解释器、导入、参数解析）；"
-           "各列是 `main` 内的时间按主线程所在的库划分的比例（每毫秒采样一次，见 benchmark/profile_runs.py）。"),
+           "各列是 `main` 内的时间按主线程所在的库（或 `main` 内发生的导入）划分的比例（每毫秒采样一次，见 "
+           "benchmark/profile_runs.py）。第一次调用优化器时会导入 `torch._dynamo`（一套没有文件用到的编译器栈，"
+           "含 sympy）：torch 用 `torch._disable_dynamo` 包装了 `Optimizer.add_param_group`，所以每个创建优化器的"
+           "运行（对照实现也一样）都要付一次这个导入的代价。"),
 }  # fmt: skip
 
 
