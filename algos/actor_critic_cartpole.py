@@ -317,6 +317,7 @@ def start_run(args, env_id: str) -> tuple[str, "EventWriter", threading.Event]:
 
         kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args))
         wandb.init(**kwargs, name=os.path.basename(run_dir), dir=run_dir, save_code=True)
+        wandb.define_metric("global_step", hidden=True)
         wandb.define_metric("*", step_metric="global_step")  # the x-axis of every chart, as in TensorBoard
     write_atomic(f"{run_dir}/args.json", lambda f: f.write(json.dumps(asdict(args), indent=2).encode()))
     stop, main_thread = threading.Event(), threading.current_thread() is threading.main_thread()
@@ -354,25 +355,28 @@ class EventWriter:
     run: a record is the data's length, its masked CRC-32C, a serialised `Event` protobuf, the data's CRC."""
 
     def __init__(self, run_dir: str, wandb=None):
-        self.file = open(f"{run_dir}/events.out.tfevents.{int(time.time())}.{os.getpid()}", "wb")
-        self.wandb, self.flushed = wandb, time.time()
+        # unbuffered: each record reaches the file whole, at once (TensorBoard shows the run live; a kill loses none)
+        self.file = open(f"{run_dir}/events.out.tfevents.{int(time.time())}.{os.getpid()}", "wb", buffering=0)
+        self.wandb, self.row = wandb, {}
         self.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def add_scalar(self, tag: str, value: float, step: int) -> None:
         summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(value))])
         self.write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
-        if self.wandb is not None:
-            self.wandb.log({tag: float(value), "global_step": int(step)})
+        if self.wandb is not None:  # one W&B row per step, not per scalar (a wandb.log call takes 0.3 ms)
+            if self.row and (tag in self.row or self.row["global_step"] != int(step)):
+                self.wandb.log(self.row)
+                self.row = {}
+            self.row |= {tag: float(value), "global_step": int(step)}
 
     def write(self, event) -> None:
         data = event.SerializeToString()
         header = struct.pack("<Q", len(data))
         self.file.write(header + masked_crc32c(header) + data + masked_crc32c(data))
-        if time.time() - self.flushed > 10:  # TensorBoard shows a long run while it runs, 10 s behind
-            self.file.flush()
-            self.flushed = time.time()
 
     def close(self) -> None:
+        if self.wandb is not None and self.row:
+            self.wandb.log(self.row)
         self.file.close()
 
 

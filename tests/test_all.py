@@ -78,6 +78,32 @@ def test_smoke(stem, runs_dir):
     assert events.Tags()["scalars"], f"TensorBoard reads no scalar: {events.Tags()}"
 
 
+def test_event_file_is_whole_and_every_crc_checks(runs_dir):
+    """EventWriter (run_helpers, the same block in every file): records end exactly at the end of the file, each
+    CRC equals tensorboard's own masked CRC-32C, and every scalar the loop logged is there."""
+    import struct
+
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    summary = run_algo("bandit_ucb", ["--total-steps", "1000", "--num-runs", "5"], runs_dir)
+    [name] = [n for n in os.listdir(summary["run_dir"]) if n.startswith("events.out.tfevents")]
+    data, at, tags = Path(summary["run_dir"], name).read_bytes(), 0, []
+    while at < len(data):
+        header = data[at : at + 8]
+        (length,) = struct.unpack("<Q", header)
+        assert struct.unpack("<I", data[at + 8 : at + 12])[0] == masked_crc32c(header)
+        record = data[at + 12 : at + 12 + length]
+        assert struct.unpack("<I", data[at + 12 + length : at + 16 + length])[0] == masked_crc32c(record)
+        tags += [
+            (v.tag, event.step) for event in [event_pb2.Event.FromString(record)] for v in event.summary.value
+        ]
+        at += 16 + length
+    assert at == len(data), "a record is cut off at the end of the file"
+    assert [step for tag, step in tags if tag == "charts/regret"] == list(range(100, 1001, 100))
+    assert ("charts/SPS", 1000) in tags
+
+
 @pytest.mark.parametrize("stem", STEMS)
 def test_same_seed_same_summary(stem, tmp_path):
     first = run_algo(stem, smoke_args(stem), tmp_path / "a")
@@ -220,6 +246,7 @@ def test_track_with_wandb_offline(runs_dir, monkeypatch):
     assert os.path.isdir(os.path.join(summary["run_dir"], "wandb")), "no offline W&B run was written"
     logs = list(Path(summary["run_dir"], "wandb").rglob("*.wandb"))  # the offline run's record log
     assert logs and b"charts/regret" in logs[0].read_bytes(), "the scalars never reached W&B"
+    assert b"global_step" in logs[0].read_bytes(), "no step metric: W&B would plot against its own row count"
 
 
 def first_gym_algo() -> str:
