@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmark"))  # its helpers, also when run.py is imported by the tests
 from algo_loader import read_scalars  # noqa: E402
 from profile_runs import table as profile_table  # noqa: E402
+from wall_time import table as wall_time_table  # noqa: E402
 
 THRESHOLDS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
 PEERS = {
@@ -631,6 +632,20 @@ def profile_section(path: Path, pages: dict) -> None:
         title, text = PROFILE_WORDS[lang]
         lines += [f"## {title}", "", text.format(profile["command"], profile["date"], profile["machine"]), "",
                   *profile_table(profile), ""]  # fmt: skip
+    wall = path.parent / "wall_time.json"
+    if wall.exists():
+        walls = json.loads(wall.read_text())
+        for lang, lines in pages.items():
+            lines += [WALL_WORDS[lang].format(walls["command"], walls["date"], walls["machine"]), "",
+                      *wall_time_table(walls), ""]  # fmt: skip
+
+
+WALL_WORDS = {
+    "en": ("The numpy-only files, run as a user runs them (`python algos/<file>.py`, its defaults): wall time from "
+           "launching the interpreter until it exits, runs one after another, measured with `{}` on {} ({})."),
+    "zh": ("只用 numpy 的文件，按用户的方式运行（`python algos/<文件>.py`，默认参数）：从启动解释器到进程退出的总时长，"
+           "逐个依次运行，用 `{}` 在 {}（{}）上测得。"),
+}  # fmt: skip
 
 
 # README: one table per family, each with the measure that ranks that family. No steps/s column:

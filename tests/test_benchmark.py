@@ -251,3 +251,27 @@ def test_sweep_reports_a_run_killed_mid_sweep_and_resumes(tmp_path):
     assert retried.returncode == 0, retried.stderr[-3000:]
     assert "1 to run, 1 already in" in retried.stderr  # only the killed run runs again
     assert "--timeout 1 s reached" in (out / "sweep.md").read_text()
+
+
+def test_wall_time_times_every_numpy_only_file(tmp_path):
+    """benchmark/wall_time.py: its default list is every file without torch, and one run of one file is recorded."""
+    import wall_time
+
+    numpy_files = [
+        s for s in STEMS if not re.search(r"^import torch\b", (ROOT / "algos" / f"{s}.py").read_text(), re.M)
+    ]
+    assert wall_time.numpy_only() == sorted(numpy_files) and len(numpy_files) >= 14
+    out = tmp_path / "wall.json"
+    cmd = [
+        sys.executable,
+        "benchmark/wall_time.py",
+        "--algos",
+        "cliff_value_iteration",
+        "--repeats",
+        "1",
+        "--out",
+        str(out),
+    ]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=120)
+    [row] = json.loads(out.read_text())["files"].values()
+    assert 0 < row["median_seconds"] == row["worst_seconds"] and len(row["seconds"]) == 1
