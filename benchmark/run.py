@@ -617,9 +617,9 @@ PROFILE_WORDS = {
            "run that builds an optimizer, a peer's too, pays that import once."),
     "zh": ("时间花在哪里", "用 `{}` 在 {}（{}）上测得：启动时间从启动解释器到进入 `main`（解释器、导入、参数解析）；"
            "各列是 `main` 内的时间按主线程所在的库（或 `main` 内发生的导入）划分的比例（每毫秒采样一次，见 "
-           "benchmark/profile_runs.py）。第一次调用优化器时会导入 `torch._dynamo`（一套没有文件用到的编译器栈，"
+           "benchmark/profile_runs.py）。第一次调用优化器时会导入 `torch._dynamo`（一套本项目没有任何文件用到的编译器栈，"
            "含 sympy）：torch 用 `torch._disable_dynamo` 包装了 `Optimizer.add_param_group`，所以每个创建优化器的"
-           "运行（对照实现也一样）都要付一次这个导入的代价。"),
+           "运行（对照实现也不例外）都要承担一次这项导入的开销。"),
 }  # fmt: skip
 
 
@@ -643,8 +643,8 @@ def profile_section(path: Path, pages: dict) -> None:
 WALL_WORDS = {
     "en": ("The numpy-only files, run as a user runs them (`python algos/<file>.py`, its defaults): wall time from "
            "launching the interpreter until it exits, runs one after another, measured with `{}` on {} ({})."),
-    "zh": ("只用 numpy 的文件，按用户的方式运行（`python algos/<文件>.py`，默认参数）：从启动解释器到进程退出的总时长，"
-           "逐个依次运行，用 `{}` 在 {}（{}）上测得。"),
+    "zh": ("只用 numpy 的文件按用户实际的用法运行（`python algos/<文件>.py`，默认参数）：墙钟时间从启动解释器算到进程退出，"
+           "各次运行依次进行，用 `{}` 在 {}（{}）上测得。"),
 }  # fmt: skip
 
 
