@@ -400,13 +400,14 @@ class EventWriter:
         self.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def add_scalar(self, tag: str, value: float, step: int) -> None:
-        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(value))])
-        self.write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+        value, step = float(value), int(step)  # numpy and torch scalars too
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)])
+        self.write(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
         if self.wandb is not None:  # one W&B row per step, not per scalar (a wandb.log call takes 0.3 ms)
-            if self.row and (tag in self.row or self.row["global_step"] != int(step)):
+            if self.row and (tag in self.row or self.row["global_step"] != step):
                 self.wandb.log(self.row)
                 self.row = {}
-            self.row |= {tag: float(value), "global_step": int(step)}
+            self.row |= {tag: value, "global_step": step}
 
     def write(self, event) -> None:
         data = event.SerializeToString()
