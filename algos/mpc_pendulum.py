@@ -99,7 +99,7 @@ class Args:
     """weight of the loss term sum(max_log_var) - sum(min_log_var) that keeps the bounds tight"""
     horizon: int = 25
     """H, actions in a planned sequence (env steps looked ahead)"""
-    population_size: int = 100
+    population_size: int = 64
     """N, action sequences sampled in each CEM iteration"""
     num_elites: int = 10
     """E, best sequences whose mean and std become the next CEM sampling distribution"""
