@@ -78,17 +78,15 @@ def test_smoke(stem, runs_dir):
     assert events.Tags()["scalars"], f"TensorBoard reads no scalar: {events.Tags()}"
 
 
-def test_event_file_is_whole_and_every_crc_checks(runs_dir):
-    """EventWriter (run_helpers, the same block in every file): records end exactly at the end of the file, each
-    CRC equals tensorboard's own masked CRC-32C, and every scalar the loop logged is there."""
+def read_event_records(path: Path) -> list[tuple[str, int]]:
+    """(tag, step) of every scalar in an event file, asserting that each record's CRCs equal tensorboard's
+    own masked CRC-32C and that the last record ends exactly at the end of the file."""
     import struct
 
     from tensorboard.compat.proto import event_pb2
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
-    summary = run_algo("bandit_ucb", ["--total-steps", "1000", "--num-runs", "5"], runs_dir)
-    [name] = [n for n in os.listdir(summary["run_dir"]) if n.startswith("events.out.tfevents")]
-    data, at, tags = Path(summary["run_dir"], name).read_bytes(), 0, []
+    data, at, tags = path.read_bytes(), 0, []
     while at < len(data):
         header = data[at : at + 8]
         (length,) = struct.unpack("<Q", header)
@@ -100,8 +98,44 @@ def test_event_file_is_whole_and_every_crc_checks(runs_dir):
         ]
         at += 16 + length
     assert at == len(data), "a record is cut off at the end of the file"
+    return tags
+
+
+def test_event_file_is_whole_and_every_crc_checks(runs_dir):
+    """EventWriter (run_helpers, the same block in every file): records end exactly at the end of the file, each
+    CRC equals tensorboard's own masked CRC-32C, and every scalar the loop logged is there."""
+    summary = run_algo("bandit_ucb", ["--total-steps", "1000", "--num-runs", "5"], runs_dir)
+    [name] = [n for n in os.listdir(summary["run_dir"]) if n.startswith("events.out.tfevents")]
+    tags = read_event_records(Path(summary["run_dir"], name))
     assert [step for tag, step in tags if tag == "charts/regret"] == list(range(100, 1001, 100))
     assert ("charts/SPS", 1000) in tags
+
+
+def test_a_killed_run_leaves_every_logged_record_whole(tmp_path):
+    """SIGKILL (no handler, no exit code runs) during the evaluation: every scalar that training logged is in
+    the file, whole and readable, because EventWriter writes each record unbuffered in one call. A buffered file
+    would still hold the last few kilobytes in memory (here: all of them) when the process dies."""
+    cmd = [sys.executable, "algos/dqn_cartpole.py", "--total-steps", "2000", "--log-frequency", "100"]
+    cmd += ["--eval-episodes", "1000000", "--no-progress", "--runs-dir", str(tmp_path)]  # evaluates for hours
+    proc, tags = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL), []
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None and ("charts/SPS", 2000) not in tags:
+            time.sleep(0.1)
+            files = list(tmp_path.glob("*/events.out.tfevents.*"))
+            try:
+                tags = read_event_records(files[0]) if files else []
+            except Exception:  # read while a record was being written: read again
+                tags = []
+        assert proc.poll() is None, "the run ended before it was killed"
+        proc.kill()
+    finally:
+        proc.kill()
+        proc.wait()
+    [path] = tmp_path.glob("*/events.out.tfevents.*")
+    assert [step for tag, step in read_event_records(path) if tag == "charts/SPS"] == list(
+        range(100, 2001, 100)
+    )
 
 
 @pytest.mark.parametrize("stem", STEMS)
