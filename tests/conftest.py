@@ -102,3 +102,10 @@ def assert_bad_files_rejected(stem: str, flag: str, bad: dict, tmp_path) -> None
         assert isinstance(message, str) and message.startswith("error:") and "\n" not in message, name
         assert flag.lstrip("-") in message, (name, message)
         assert not runs_dir.exists() or not any(runs_dir.iterdir()), f"{name} left a run directory"
+
+
+def pytest_collection_modifyitems(items):
+    """The tests marked `longest` first. xdist hands tests to its workers in collection order, so the learning
+    suite's longest test starts at once on one worker while the other works through the rest, instead of
+    starting late and keeping one worker alone at the end. The order of the other tests is kept."""
+    items.sort(key=lambda item: item.get_closest_marker("longest") is None)
