@@ -105,7 +105,8 @@ def assert_bad_files_rejected(stem: str, flag: str, bad: dict, tmp_path) -> None
 
 
 def pytest_collection_modifyitems(items):
-    """The tests marked `longest` first. xdist hands tests to its workers in collection order, so the learning
-    suite's longest test starts at once on one worker while the other works through the rest, instead of
-    starting late and keeping one worker alone at the end. The order of the other tests is kept."""
+    """The tests marked `longest` first. With `--dist loadgroup`, xdist queues each `xdist_group` of several tests
+    first, then the single tests in collection order (every learning test is single), so the learning suite's
+    longest test starts at once on one worker while the other works through the rest, instead of starting late
+    and keeping one worker alone at the end. The order of the other tests is kept (a stable sort)."""
     items.sort(key=lambda item: item.get_closest_marker("longest") is None)

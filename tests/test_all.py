@@ -112,9 +112,9 @@ def test_event_file_is_whole_and_every_crc_checks(runs_dir):
 
 
 def test_a_killed_run_leaves_every_logged_record_whole(tmp_path):
-    """SIGKILL (no handler, no exit code runs) during the evaluation: every scalar that training logged is in
-    the file, whole and readable, because EventWriter writes each record unbuffered in one call. A buffered file
-    would still hold the last few kilobytes in memory (here: all of them) when the process dies."""
+    """Every scalar that training logged is on disk while the process still runs (it is then SIGKILLed during
+    its evaluation: no handler or exit code runs) and every record is whole and readable. EventWriter writes
+    unbuffered; a buffered file would hold the last records in memory, never written when the process dies."""
     cmd = [sys.executable, "algos/dqn_cartpole.py", "--total-steps", "2000", "--log-frequency", "100"]
     cmd += ["--eval-episodes", "1000000", "--no-progress", "--runs-dir", str(tmp_path)]  # evaluates for hours
     proc, tags = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL), []
@@ -133,8 +133,9 @@ def test_a_killed_run_leaves_every_logged_record_whole(tmp_path):
         proc.kill()
         proc.wait()
     [path] = tmp_path.glob("*/events.out.tfevents.*")
-    assert [step for tag, step in read_event_records(path) if tag == "charts/SPS"] == list(
-        range(100, 2001, 100)
+    steps = [step for tag, step in read_event_records(path) if tag == "charts/SPS"]
+    assert steps == list(range(100, 2001, 100)), (
+        "not every record that training logged reached the file in 60 s"
     )
 
 
