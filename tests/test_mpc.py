@@ -234,7 +234,7 @@ def test_smoke_budget_refits_the_model(runs_dir):
 
 
 @pytest.mark.learning
-@pytest.mark.longest  # conftest runs it first: the learning suite's longest test (164-218 s here)
+@pytest.mark.longest  # conftest runs it first: the learning suite's longest test
 def test_mpc_swings_up_pendulum_within_ten_episodes(runs_dir):
     summary = run_algo("mpc_pendulum", ["--seed", "1"], runs_dir)
     assert summary["total_steps"] == 2000
