@@ -96,10 +96,11 @@ def td_target(reward: float, next_value: float, termination: bool, gamma: float)
 
 # == ALGO: cliff_expected_sarsa ==
 def bootstrap_value(q: np.ndarray, next_obs: int, next_action: int, epsilon: float) -> float:
-    """Expected SARSA: sum_a' pi(a'|s') Q[s', a'] under the epsilon-greedy policy (a' itself is not used)."""
-    pi = np.full(q.shape[1], epsilon / q.shape[1])  # [A] every action: epsilon / A
-    pi[q[next_obs].argmax()] += 1.0 - epsilon  # the greedy one (ties: lowest index, as epsilon_greedy)
-    return float(pi @ q[next_obs])  # [A] @ [A] -> ()
+    """Expected SARSA: sum_a' pi(a'|s') Q[s', a'] under the epsilon-greedy policy (a' itself is not used).
+    pi is epsilon / A on every action plus 1 - epsilon on the greedy one, so the sum is
+    epsilon * mean_a' Q[s', a'] + (1 - epsilon) * max_a' Q[s', a'] (a tie for the max gives the same value)."""
+    values = q[next_obs].tolist()  # [S, A] -> [A], as a list: the sum and max of 4 numbers skip numpy calls
+    return epsilon * sum(values) / len(values) + (1.0 - epsilon) * max(values)
 
 
 def plan(q: np.ndarray, model: np.ndarray, step: tuple, args: Args, rng: np.random.Generator) -> int:
