@@ -8,6 +8,7 @@ Docs: docs/algorithms/reinforce_cartpole.md   Parent: none (children: actor_crit
 Shapes: E envs, T steps per rollout, B valid transitions of a rollout (<= T*E), O obs dim, A actions.
 """
 
+import atexit
 import functools
 import json
 import math
@@ -366,6 +367,8 @@ class EventWriter:
         # unbuffered: each record reaches the file whole, at once (TensorBoard shows the run live; a kill loses none)
         self.file = open(f"{run_dir}/events.out.tfevents.{int(time.time())}.{os.getpid()}", "wb", buffering=0)
         self.wandb, self.row = wandb, {}
+        if wandb is not None:  # a run that fails or raises still sends its last row, before wandb's exit hook
+            atexit.register(self.send_row)
         self.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def add_scalar(self, tag: str, value: float, step: int) -> None:
@@ -374,9 +377,14 @@ class EventWriter:
         self.write(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
         if self.wandb is not None:  # one W&B row per step, not per scalar (a wandb.log call takes 0.3 ms)
             if self.row and (tag in self.row or self.row["global_step"] != step):
-                self.wandb.log(self.row)
-                self.row = {}
+                self.send_row()
             self.row |= {tag: value, "global_step": step}
+
+    def send_row(self) -> None:
+        """Log the W&B row gathered so far, if any (one step's scalars)."""
+        if self.row:
+            self.wandb.log(self.row)
+            self.row = {}
 
     def write(self, event) -> None:
         data = event.SerializeToString()
@@ -384,8 +392,8 @@ class EventWriter:
         self.file.write(header + masked_crc32c(header) + data + masked_crc32c(data))
 
     def close(self) -> None:
-        if self.wandb is not None and self.row:
-            self.wandb.log(self.row)
+        if self.wandb is not None:
+            self.send_row()
         self.file.close()
 
 

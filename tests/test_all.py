@@ -283,6 +283,31 @@ def test_track_with_wandb_offline(runs_dir, monkeypatch):
     assert b"global_step" in logs[0].read_bytes(), "no step metric: W&B would plot against its own row count"
 
 
+def test_a_tracked_run_that_fails_still_sends_its_last_wandb_row(tmp_path):
+    """EventWriter gathers one step's scalars into a W&B row and sends it when the next step begins; a run
+    that stops with fail() (or an exception) before that must still send the row it holds."""
+    code = (
+        "import os, runpy, wandb\n"
+        "module = runpy.run_path('algos/bandit_ucb.py')\n"
+        f"wandb.init(mode='offline', dir={str(tmp_path)!r})\n"
+        f"writer = module['EventWriter']({str(tmp_path)!r}, wandb)\n"
+        "writer.add_scalar('charts/sent_on_the_next_step', 1.0, 100)\n"
+        "writer.add_scalar('charts/held_at_the_failure', 2.0, 200)\n"
+        "module['fail']('a failure mid-run')\n"
+    )
+    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, timeout=120)
+    assert out.returncode == 1 and b"error: a failure mid-run" in out.stderr, out.stderr[-2000:]
+    deadline, tags = time.time() + 30, (b"charts/sent_on_the_next_step", b"charts/held_at_the_failure")
+    while True:  # the offline run's record log, written by wandb's own service process (it may finish later)
+        record = b"".join(log.read_bytes() for log in tmp_path.rglob("*.wandb"))
+        if all(tag in record for tag in tags) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert tags[0] in record, f"no W&B row was written; stderr: {out.stderr[-2000:]}"
+    assert tags[1] in record, "the row held at the failure never reached W&B"
+
+
 def first_gym_algo() -> str:
     for stem in ("dqn_cartpole", "cliff_q_learning", "frozenlake_value_iteration"):
         if stem in STEMS:
