@@ -64,7 +64,7 @@ def schedule(value):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algo", choices=["dqn", "ppo", "sac", "ddpg", "td3", "trpo"], required=True)
+    parser.add_argument("--algo", choices=["dqn", "ppo", "a2c", "sac", "ddpg", "td3", "trpo"], required=True)
     parser.add_argument("--env-id", required=True)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", required=True)

@@ -45,6 +45,7 @@ from wall_time import table as wall_time_table  # noqa: E402
 THRESHOLDS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
 PEERS = {
     "dqn_cartpole": "dqn",
+    "actor_critic_cartpole": "a2c",
     "ppo_cartpole": "ppo",
     "ppo_pendulum": "ppo",
     "sac_pendulum": "sac",

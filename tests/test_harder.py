@@ -17,7 +17,7 @@ import hooks  # noqa: E402
 from test_environments import CASES  # noqa: E402
 
 TASKS, THRESHOLDS = harder.load_tasks()
-PEERS = {"dqn", "ppo", "sac", "ddpg", "td3", "trpo"}  # benchmark/peer_sb3.py --algo
+PEERS = {"dqn", "ppo", "a2c", "sac", "ddpg", "td3", "trpo"}  # benchmark/peer_sb3.py --algo
 NO_PEERS = "the peers ({}): pip install -r benchmark/requirements.txt"
 
 
