@@ -381,8 +381,8 @@ class EventWriter:
             self.row |= {tag: value, "global_step": step}
 
     def send_row(self) -> None:
-        """Log the W&B row gathered so far, if any (one step's scalars)."""
-        if self.row:
+        """Log the W&B row gathered so far (one step's scalars), if any and while the W&B run is open."""
+        if self.row and self.wandb.run is not None:
             self.wandb.log(self.row)
             self.row = {}
 
@@ -394,6 +394,7 @@ class EventWriter:
     def close(self) -> None:
         if self.wandb is not None:
             self.send_row()
+            atexit.unregister(self.send_row)
         self.file.close()
 
 

@@ -398,11 +398,11 @@ def make_jobs(cli) -> list[dict]:
             if cli.peers and stem in PEERS:
                 algo = PEERS[stem]
                 env_id = "CartPole-v1" if "cartpole" in stem else "Pendulum-v1"
-                peer_out = f"{work_dir}/peers/{algo}_{seed}"
+                peer_out = f"{work_dir}/peers/{peer_name(stem)}_{seed}"  # one folder per file's peer
                 cmd = ["python", "benchmark/peer_sb3.py", "--algo", algo, "--env-id", env_id,
                        "--seed", str(seed), "--out", peer_out]  # fmt: skip
                 cmd += ["--total-steps", "600"] if cli.quick else ["--stop-at", str(THRESHOLDS[env_id])]
-                jobs.append({"name": f"sb3_{algo}_{stem.split('_')[-1]}", "seed": seed, "cmd": cmd,
+                jobs.append({"name": peer_name(stem), "seed": seed, "cmd": cmd,
                              "peer": True, "peer_out": peer_out, "cuda": cli.cuda})  # fmt: skip
     return jobs
 
@@ -453,7 +453,7 @@ def plot_curves(name: str, results: dict, figures_dir: Path) -> str | None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    series = [(n, results[n]) for n in [name, *[p for p in results if p.startswith("sb3_") and name in p]]]
+    series = [(n, results[n]) for n in [name, peer_of(name, results)] if n]
     series = [(n, r) for n, r in series if any(rec.get("episodes") for rec in r["records"])]
     if not series:
         return None
@@ -499,8 +499,13 @@ def family_sections(names: list[str]) -> list[tuple[str, list[str]]]:
     return [(f, s) for f, s in sections + [("Other", other)] if s]
 
 
+def peer_name(stem: str) -> str | None:
+    """The name of a file's peer in results (sb3_<algo>_<env family>: sb3_a2c_cartpole for actor_critic_cartpole)."""
+    return f"sb3_{PEERS[stem]}_{stem.split('_')[-1]}" if stem in PEERS else None
+
+
 def peer_of(stem: str, results: dict) -> str | None:
-    name = f"sb3_{PEERS[stem]}_{stem.split('_')[-1]}" if stem in PEERS else None
+    name = peer_name(stem)
     return name if name in results else None
 
 

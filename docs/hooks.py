@@ -224,9 +224,13 @@ def run_options(command: str) -> str:
 
 
 def peer_sentence(stem: str, zh: bool) -> str:
-    """The Stable-Baselines3 peer of this file (`benchmark/results/sb3_<stem>.json`), if it was run."""
-    path = ROOT / "benchmark" / "results" / f"sb3_{stem}.json"
-    if not path.exists():
+    """The Stable-Baselines3 peer of this file (`benchmark/results/<its peer_name>.json`), if it was run."""
+    if str(ROOT / "benchmark") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmark"))
+    import run
+
+    path = ROOT / "benchmark" / "results" / f"{run.peer_name(stem)}.json"
+    if run.peer_name(stem) is None or not path.exists():
         return ""
     records = [r for r in json.loads(path.read_text())["records"] if "error" not in r]
     reached = [r for r in records if r.get("steps_to_threshold") is not None]

@@ -275,3 +275,17 @@ def test_wall_time_times_every_numpy_only_file(tmp_path):
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=120)
     [row] = json.loads(out.read_text())["files"].values()
     assert 0 < row["median_seconds"] == row["worst_seconds"] and len(row["seconds"]) == 1
+
+
+def test_every_peer_that_was_run_is_on_its_files_page_and_figure():
+    """A file's peer is found by the peer's own name (sb3_a2c_cartpole for actor_critic_cartpole), not by the
+    file's: the page's peer sentence reads every peer's results/sb3_*.json that exists."""
+    sys.path.insert(0, str(ROOT / "docs"))
+    import hooks
+    import run
+
+    results = {p.stem: None for p in (ROOT / "benchmark" / "results").glob("*.json")}
+    ran = [stem for stem in run.PEERS if run.peer_of(stem, results)]
+    assert "sb3_a2c_cartpole" in results and "actor_critic_cartpole" in ran
+    for stem in ran:
+        assert hooks.peer_sentence(stem, zh=False), f"{stem}: its peer's results are not on its page"
