@@ -285,27 +285,27 @@ def test_track_with_wandb_offline(runs_dir, monkeypatch):
 
 def test_a_tracked_run_that_fails_still_sends_its_last_wandb_row(tmp_path):
     """EventWriter gathers one step's scalars into a W&B row and sends it when the next step begins; a run
-    that stops with fail() (or an exception) before that must still send the row it holds."""
+    that stops with fail() (or an exception) before that must still send the row it holds, at exit. A stand-in
+    for the wandb module records the rows: an offline wandb run writes its log from a service process of its
+    own, which under a busy test suite sometimes recorded nothing at all, rows sent during the run included."""
     code = (
-        "import runpy, wandb\n"
+        "import runpy\n"
         "module = runpy.run_path('algos/bandit_ucb.py')\n"
-        f"wandb.init(mode='offline', dir={str(tmp_path)!r})\n"
-        f"writer = module['EventWriter']({str(tmp_path)!r}, wandb)\n"
+        "class Wandb:  # what EventWriter uses of the wandb module: run (None once finished) and log\n"
+        "    run = 'open'\n"
+        "    def log(self, row): print('logged', sorted(row), flush=True)\n"
+        f"writer = module['EventWriter']({str(tmp_path)!r}, Wandb())\n"
         "writer.add_scalar('charts/sent_on_the_next_step', 1.0, 100)\n"
         "writer.add_scalar('charts/held_at_the_failure', 2.0, 200)\n"
         "module['fail']('a failure mid-run')\n"
     )
-    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, timeout=120)
-    assert out.returncode == 1 and b"error: a failure mid-run" in out.stderr, out.stderr[-2000:]
-    deadline, tags = time.time() + 10, (b"charts/sent_on_the_next_step", b"charts/held_at_the_failure")
-    while True:  # the offline run's record log, written by wandb's own service process (it may finish later)
-        record = b"".join(log.read_bytes() for log in tmp_path.rglob("*.wandb"))
-        if all(tag in record for tag in tags) or time.time() > deadline:
-            break
-        time.sleep(0.5)
-    assert tags[0] in record, f"no W&B row was written; stderr: {out.stderr[-2000:]}"
-    assert tags[1] in record, "the row held at the failure never reached W&B"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "error: a failure mid-run" in out.stderr, out.stderr[-2000:]
+    logged = out.stdout.splitlines()
+    assert "logged ['charts/sent_on_the_next_step', 'global_step']" in logged, out.stdout
+    assert "logged ['charts/held_at_the_failure', 'global_step']" in logged, (
+        "the row held at the failure was not sent"
+    )
 
 
 def first_gym_algo() -> str:
