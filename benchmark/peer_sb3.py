@@ -21,6 +21,8 @@ import time
 import numpy as np
 import yaml
 
+# --algo: Stable-Baselines3's algorithms (trpo: sb3-contrib's)
+ALGOS = ("dqn", "ppo", "a2c", "sac", "ddpg", "td3", "trpo")
 UNSUPPORTED = (
     "env_wrapper",
     "frame_stack",
@@ -64,7 +66,7 @@ def schedule(value):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algo", choices=["dqn", "ppo", "a2c", "sac", "ddpg", "td3", "trpo"], required=True)
+    parser.add_argument("--algo", choices=ALGOS, required=True)
     parser.add_argument("--env-id", required=True)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", required=True)

@@ -200,10 +200,15 @@ def results(stem: str, lang: str = "en") -> str:
     return "\n".join(text) + other_environments(stem, lang)
 
 
-def other_environments(stem: str, lang: str) -> str:
-    """The file's flag sets on other environments and their results (benchmark/harder.py), if it has any."""
+def benchmark_scripts() -> None:
+    """Make benchmark/'s scripts importable (harder, run)."""
     if str(ROOT / "benchmark") not in sys.path:
         sys.path.insert(0, str(ROOT / "benchmark"))
+
+
+def other_environments(stem: str, lang: str) -> str:
+    """The file's flag sets on other environments and their results (benchmark/harder.py), if it has any."""
+    benchmark_scripts()
     import harder
 
     block = harder.page_block(stem, lang)
@@ -225,12 +230,12 @@ def run_options(command: str) -> str:
 
 def peer_sentence(stem: str, zh: bool) -> str:
     """The Stable-Baselines3 peer of this file (`benchmark/results/<its peer_name>.json`), if it was run."""
-    if str(ROOT / "benchmark") not in sys.path:
-        sys.path.insert(0, str(ROOT / "benchmark"))
+    benchmark_scripts()
     import run
 
-    path = ROOT / "benchmark" / "results" / f"{run.peer_name(stem)}.json"
-    if run.peer_name(stem) is None or not path.exists():
+    name = run.peer_name(stem)
+    path = ROOT / "benchmark" / "results" / f"{name}.json"
+    if name is None or not path.exists():
         return ""
     records = [r for r in json.loads(path.read_text())["records"] if "error" not in r]
     reached = [r for r in records if r.get("steps_to_threshold") is not None]

@@ -277,7 +277,7 @@ def test_wall_time_times_every_numpy_only_file(tmp_path):
     assert 0 < row["median_seconds"] == row["worst_seconds"] and len(row["seconds"]) == 1
 
 
-def test_every_peer_that_was_run_is_on_its_files_page_and_figure():
+def test_every_peer_that_was_run_is_on_its_files_page():
     """A file's peer is found by the peer's own name (sb3_a2c_cartpole for actor_critic_cartpole), not by the
     file's: the page's peer sentence reads every peer's results/sb3_*.json that exists."""
     sys.path.insert(0, str(ROOT / "docs"))

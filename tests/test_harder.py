@@ -14,10 +14,11 @@ sys.path.insert(0, str(ROOT / "benchmark"))
 sys.path.insert(0, str(ROOT / "docs"))
 import harder  # noqa: E402
 import hooks  # noqa: E402
+from peer_sb3 import ALGOS  # noqa: E402
 from test_environments import CASES  # noqa: E402
 
 TASKS, THRESHOLDS = harder.load_tasks()
-PEERS = {"dqn", "ppo", "a2c", "sac", "ddpg", "td3", "trpo"}  # benchmark/peer_sb3.py --algo
+PEERS = set(ALGOS)  # benchmark/peer_sb3.py --algo
 NO_PEERS = "the peers ({}): pip install -r benchmark/requirements.txt"
 
 
