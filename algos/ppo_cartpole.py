@@ -97,8 +97,8 @@ class Args:
     """normalise the advantages to zero mean and unit variance within each minibatch"""
     vf_coef: float = 0.5
     """weight of the critic's squared error in the loss"""
-    ent_coef: float = 0.0
-    """weight of the entropy bonus (more exploration)"""
+    ent_coef: float = 0.01
+    """weight of the entropy bonus (more exploration; without it the greedy policy fails on some seeds: docs)"""
     max_grad_norm: float = 0.5
     """clip the global gradient norm of each step to this value"""
 

@@ -617,9 +617,10 @@ def test_reaches_the_cartpole_threshold(stem, runs_dir):
 
 @pytest.mark.learning
 def test_ppo_reaches_the_cartpole_threshold_on_two_of_three_seeds(runs_dir):
-    """PPO (~10 s a run) can solve CartPole and fall off late in the run (seed 16: training episodes at
-    500 by 40k steps, evaluation 118.0 at 50k); on another CPU that befell seed 2 (140.7), so the
-    claim is two of seeds 1-3. benchmark/run.py's 5 seeds give the rate."""
+    """PPO (~8 s a run) can solve CartPole and fall off late in the run; the entropy bonus makes it rarer,
+    not impossible (seeds 1-10: 10 of 10 at 475 or more with AVX2 kernels, 9 of 10 with
+    ATEN_CPU_CAPABILITY=default, seed 10 at 153.2), and which seed falls differs between CPUs, so the claim
+    is two of seeds 1-3. benchmark/run.py's 5 seeds give the rate."""
     summaries = two_of_three("ppo_cartpole", [], runs_dir, lambda s: s["eval_return_mean"] >= 475.0)
     assert sum(s["eval_return_mean"] >= 475.0 for s in summaries) >= 2, summaries
 
