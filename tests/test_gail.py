@@ -270,8 +270,8 @@ def off_centre_action(obs) -> int:
 @pytest.mark.learning
 def test_gail_imitates_an_off_centre_expert(tmp_path):
     """Imitation, not survival: any positive reward balances CartPole, but only imitation holds the cart
-    where the expert holds it (x near +1). A constant reward of 1 balanced at x ~ 0.1 and agreed with the
-    expert on 66% of its states, an untrained discriminator's reward on 71% (docs page); GAIL must agree
+    where the expert holds it (x near +1). A constant reward of 1 balanced at x = -0.15 and agreed with the
+    expert on 50% of its states, an untrained discriminator's reward on 51% (docs page); GAIL must agree
     on >= 85% and hold the cart in [0.5, 1.3]."""
     env, observations, actions = gym.make("CartPole-v1"), [], []
     for episode in range(8):
