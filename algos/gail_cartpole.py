@@ -98,7 +98,7 @@ class Args:
     vf_coef: float = 0.5
     """weight of the value loss in the PPO loss"""
     ent_coef: float = 0.01
-    """weight of the entropy bonus in every PPO loss here (ppo_cartpole's default; seed 6's teacher needs it: docs)"""
+    """weight of the entropy bonus in every PPO loss here (ppo_cartpole's default; why: bc_cartpole's docs)"""
     hidden_dim: int = 64
     """width of the two hidden layers of the actor, the critic and the discriminator"""
     disc_learning_rate: float = 1e-4
