@@ -116,6 +116,17 @@ def source(stem: str, lang: str = "en") -> str:
     return f'??? example "{title}"\n\n    ```python\n{body}\n    ```'
 
 
+# A file's own summary figures, shown per seed where its summary has them (imitation: the teacher's return
+# and the student's agreement with it).
+SUMMARY_FIGURES = (
+    "regret",
+    "success_rate",
+    "planning_ms_per_action",
+    "expert_return",
+    "expert_action_agreement",
+)
+
+
 def results(stem: str, lang: str = "en") -> str:
     zh = lang == "zh"
     path = ROOT / "benchmark" / "results" / f"{stem}.json"
@@ -133,11 +144,7 @@ def results(stem: str, lang: str = "en") -> str:
     records = [  # failed runs carry "error", interrupted ones a null evaluation: neither is a result
         r for r in data["records"] if "summary" in r and r["summary"].get("eval_return_mean") is not None
     ]
-    extra = [
-        k
-        for k in ("regret", "success_rate", "planning_ms_per_action")
-        if records and k in records[0]["summary"]
-    ]
+    extra = [k for k in SUMMARY_FIGURES if records and k in records[0]["summary"]]
     env_id = records[0]["summary"].get("env_id") if records else None
     timed = env_id in THRESHOLDS  # steps and seconds to a threshold only where one is defined
     columns = (
