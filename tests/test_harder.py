@@ -62,12 +62,13 @@ def test_a_task_without_a_budget_is_refused():
         harder.budget({"algo": "ppo_cartpole", "env": "Acrobot-v1", "flags": "--gamma 0.99"})
 
 
-def test_jobs_give_the_peer_the_same_budget_and_the_threshold():
+def test_jobs_give_the_peer_the_same_budget_threshold_and_evaluation():
     task = {"algo": "ppo_cartpole", "env": "Acrobot-v1", "flags": "--total-steps 1234", "peer": "ppo",
             "zoo_env": "none"}  # fmt: skip
     ours, peer = harder.make_jobs([task], {"Acrobot-v1": -100.0}, [7], "w", peers=True)
     assert ours["cmd"][:4] == ["python", "algos/ppo_cartpole.py", "--env-id", "Acrobot-v1"]
     assert ours["cmd"][ours["cmd"].index("--seed") + 1] == "7" and ours["threshold"] == -100.0
+    assert ours["cmd"][ours["cmd"].index("--eval-episodes") + 1] == str(harder.EVAL_EPISODES)
     assert peer["peer"] and peer["name"] == "sb3_ppo@Acrobot-v1" and peer["threshold"] == -100.0
     cmd = peer["cmd"]
     assert cmd[cmd.index("--total-steps") + 1] == "1234" and cmd[cmd.index("--zoo-env") + 1] == "none"
