@@ -5,7 +5,7 @@ The twin critics output Q_i(s, .) for every action; the soft value sum_a' pi(a'|
 A actions by pi instead of sampling one; the temperature keeps the entropy near scale * log A nats.
 Paper: Christodoulou 2019, https://arxiv.org/abs/1910.07207   Run: python algos/sac_discrete_cartpole.py
 Docs: docs/algorithms/sac_discrete_cartpole.md   Parent: sac_pendulum.py
-Shapes: B batch, O obs dim, A discrete actions, N critics (2 here).
+Shapes: B batch, O obs dim, A discrete actions, N critics (2 by default, `--num-critics`).
 """
 
 import atexit
@@ -101,6 +101,9 @@ class Args:
     """Adam step size of log alpha (with `--autotune`)"""
     target_entropy_scale: float = 0.5
     """target entropy H_target = scale * log(A) nats, a fraction of the uniform policy's log(A); in [0, 1)"""
+    num_critics: int = 2
+    """N critics; the TD target and the policy use their minimum (clipped double Q). 1: no minimum, so a fresh
+    critic's optimism steers exploration as in DQN (Acrobot-v1 needs it; see the docs page)"""
 
 
 # == ALGO: sac_discrete_cartpole ==
@@ -183,7 +186,7 @@ def make_agent(args: Args, env: gym.Env, device: torch.device) -> tuple:
     rides with the actor's, at its own step size)."""
     obs_dim, n_actions = int(np.prod(env.observation_space.shape)), int(env.action_space.n)
     actor = Actor(obs_dim, n_actions, args.hidden_dim).to(device)
-    critic = Critic(obs_dim, n_actions, args.hidden_dim, num_critics=2).to(device)  # twin critics
+    critic = Critic(obs_dim, n_actions, args.hidden_dim, args.num_critics).to(device)  # 2: twin critics
     log_alpha = torch.tensor(math.log(args.alpha), device=device, requires_grad=args.autotune)
     q_optimizer = torch.optim.Adam(critic.parameters(), lr=args.q_lr, fused=True)
     actor_groups = [{"params": list(actor.parameters())}, {"params": [log_alpha], "lr": args.alpha_lr}]
@@ -250,8 +253,11 @@ def main(args: Args) -> dict:
         fail(f"--env-id {args.env_id!r} has no discrete action space")
     obs_dim, n_actions = int(np.prod(env.observation_space.shape)), int(env.action_space.n)
     h = args.hidden_dim
-    nbytes = 4 * (args.buffer_size * (2 * obs_dim + 3) + 16 * h * (obs_dim + n_actions + h))
-    check_memory(nbytes + args.batch_size * 64 * h, "--buffer-size, --hidden-dim, --batch-size")
+    weights = (4 + 6 * args.num_critics) * h * (obs_dim + n_actions + h)  # actor, N critics, targets, Adam
+    nbytes = 4 * (args.buffer_size * (2 * obs_dim + 3) + weights)
+    check_memory(
+        nbytes + args.batch_size * 64 * h, "--buffer-size, --hidden-dim, --batch-size, --num-critics"
+    )
     actor, critic, target_critic, log_alpha, optimizers = make_agent(args, env, device)
     if args.load_model:
         load_model(args.load_model, device, actor=actor, critic=critic, log_alpha=log_alpha)
@@ -330,6 +336,8 @@ def check_algo_args(args: Args) -> None:
         fail(f"--target-entropy-scale must be in [0, 1), got {args.target_entropy_scale}")
     if not (args.alpha > 0.0 and args.alpha_lr > 0.0):
         fail(f"--alpha and --alpha-lr must be > 0, got {args.alpha}, {args.alpha_lr}")
+    if args.num_critics < 1:
+        fail(f"--num-critics must be >= 1, got {args.num_critics}")
 
 
 # == SHARED: run_helpers ==

@@ -11,6 +11,7 @@ import copy
 import math
 from types import SimpleNamespace
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -464,6 +465,21 @@ def test_sac_discrete_temperature_moves_towards_scale_log_a(scale, offset, direc
     args.target_entropy_scale = scale
     module.update(actor, critic, target_critic, log_alpha, optimizers, batch, args)
     assert (log_alpha.item() - before) * direction > 0, (before, log_alpha.item())
+
+
+@pytest.mark.parametrize("num_critics", [1, 2])
+def test_sac_discrete_num_critics_sets_the_minimum_of_target_and_actor(num_critics):
+    """--num-critics N builds N critics (and N targets); with 1 the clipped double Q is off: the target is
+    r + gamma sum_a' pi(a'|s') (Q'(s', a') - alpha log pi(a'|s')) of the one critic. 0 is refused."""
+    module = load_algo(DISCRETE)
+    args = module.Args(num_critics=num_critics)
+    actor, critic, target_critic, *_ = module.make_agent(args, gym.make("CartPole-v1"), torch.device("cpu"))
+    next_obs, rewards = torch.randn(5, 4), torch.ones(5)
+    assert critic(next_obs).shape == target_critic(next_obs).shape == (num_critics, 5, 2)
+    y = module.td_target(actor, target_critic, rewards, next_obs, torch.zeros(5), 0.9, 0.5)
+    torch.testing.assert_close(y, rewards + 0.9 * soft_values(actor, target_critic, next_obs, 0.5))
+    with pytest.raises(SystemExit, match="--num-critics"):
+        module.check_algo_args(module.Args(num_critics=0))
 
 
 def test_sac_discrete_acts_by_argmax_to_evaluate_and_samples_pi_to_explore():
