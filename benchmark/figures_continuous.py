@@ -56,7 +56,7 @@ def main() -> None:
                 cmd = ["nice", "-n", "10", sys.executable, f"algos/{stem}.py", "--seed", str(seed)]
                 subprocess.run([*cmd, "--no-progress", "--runs-dir", args.runs_dir], cwd=ROOT, check=True)
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    print("| file | seed | eval return (10 episodes) | steps to -200 (last-10 mean) | train seconds |")
+    print("| file | seed | eval return (50 episodes) | steps to -200 (last-10 mean) | train seconds |")
     print("| --- | --- | --- | --- | --- |")
     for (stem, label), color in zip(STEMS.items(), ("tab:blue", "tab:orange")):
         runs = sorted(glob.glob(os.path.join(args.runs_dir, f"*__{stem}__*")))

@@ -130,7 +130,7 @@ WORDS = {
            "page": ["### Other environments", "",
                     "Flags to start from on other environments (from `benchmark/harder.toml`; the "
                     "[harder environments](../harder.md) page has every file's rows):"],
-           "row": "{}: eval {} over {} seeds{}{}.", "failed": "; {} failed", "not_run_line": "{}: not run yet (`{}`).", "solved": "; solved on {} of {} (median {} steps)",
+           "row": "{}: eval {} over {} seeds (10 evaluation episodes each){}{}.", "failed": "; {} failed", "not_run_line": "{}: not run yet (`{}`).", "solved": "; solved on {} of {} (median {} steps)",
            "peer": "; SB3 {} at the same budget: {}"},
     "zh": {"title": "# 更难的环境",
            "intro": ["由 `benchmark/harder.py` 根据 `benchmark/harder.toml` 和 `benchmark/results/harder/` 生成，"
@@ -149,7 +149,7 @@ WORDS = {
            "page": ["### 其他环境", "",
                     "在其他环境上起步用的参数（来自 `benchmark/harder.toml`；[更难的环境](../harder.md)"
                     "页面列出所有文件的结果）："],
-           "row": "{}：评估 {}，共 {} 个种子{}{}。", "failed": "；{} 个失败", "not_run_line": "{}：尚未运行（`{}`）。", "solved": "；{}/{} 个种子解决（中位数 {} 步）",
+           "row": "{}：评估 {}，共 {} 个种子（每个 10 个评估回合）{}{}。", "failed": "；{} 个失败", "not_run_line": "{}：尚未运行（`{}`）。", "solved": "；{}/{} 个种子解决（中位数 {} 步）",
            "peer": "；相同预算下的 SB3 {}：{}"},
 }  # fmt: skip
 
